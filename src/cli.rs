@@ -1,0 +1,219 @@
+//! The `task-api` command line: one binary, one subcommand per job.
+//!
+//! Every failure ends as one line on stderr and a non-zero exit code: 2 for usage and
+//! configuration errors, 1 for everything else.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, DatabaseArgs, DatabaseSettings, ServerArgs};
+use crate::healthcheck;
+use crate::startup::{self, Application};
+use crate::storage::Database;
+use crate::telemetry::{self, LogFormat, error_chain};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "task-api",
+    version,
+    about = "A task manager REST API over PostgreSQL or embedded SQLite",
+    long_about = "A task manager REST API over PostgreSQL or embedded SQLite.\n\n\
+                  Every option can also be set by the environment variable shown with it. \
+                  With no database configured, tasks live in SQLite at DATA_DIR/tasks.db."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format: json, text, or auto (json unless stdout is a terminal).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API (the default when no command is given).
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Probe the running server once (exit 0 when healthy, 1 otherwise); for HEALTHCHECK.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct HealthcheckArgs {
+    /// Port the server listens on.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    port: u16,
+    /// Address the server listens on; 0.0.0.0 and :: are probed through loopback.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Path to probe.
+    #[arg(long, default_value = "/health")]
+    path: String,
+    /// Full URL to probe instead of the local server.
+    #[arg(long)]
+    url: Option<String>,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+/// A failed command: what to print and how to exit.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Config(_) | Self::Usage(_) => ExitCode::from(2),
+            Self::Failed(_) => ExitCode::from(1),
+        }
+    }
+
+    fn failed(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Failed(error_chain(error))
+    }
+}
+
+/// Parses the command line and runs the command; the binary's whole `main`.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse_from(with_default_command(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("task-api: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// `task-api` alone, or with only options, means `task-api serve`.
+fn with_default_command(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.collect();
+    let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
+    let is_top_level_flag = |a: &str| matches!(a, "-h" | "--help" | "-V" | "--version");
+    match first.as_deref() {
+        None => args.push("serve".into()),
+        Some(a) if a.starts_with('-') && !is_top_level_flag(a) => args.insert(1, "serve".into()),
+        _ => {}
+    }
+    args
+}
+
+/// Help and version go to stdout with exit 0; a usage error is one line with exit 2.
+fn clap_exit(error: &clap::Error) -> ExitCode {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid arguments");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("task-api: {line} (see task-api --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve { server, db } => {
+            let config = Config::from_args(server, db)?;
+            telemetry::init(cli.log_format);
+            runtime(true)?.block_on(serve(config))
+        }
+        Command::Migrate { db } => {
+            let settings = DatabaseSettings::try_from(db)?;
+            telemetry::init(cli.log_format);
+            runtime(true)?.block_on(migrate(settings))
+        }
+        Command::Healthcheck(args) => runtime(false)?.block_on(probe(args)),
+    }
+}
+
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, CliError> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(&e))
+}
+
+async fn serve(config: Config) -> Result<(), CliError> {
+    let shutdown = startup::shutdown_signal().map_err(|e| CliError::failed(&e))?;
+    let app = Application::build(config)
+        .await
+        .map_err(|e| CliError::failed(&e))?;
+    app.run_until_stopped(shutdown)
+        .await
+        .map_err(|e| CliError::failed(&e))
+}
+
+async fn migrate(settings: DatabaseSettings) -> Result<(), CliError> {
+    let db = Database::connect_lazy(&settings).map_err(|e| CliError::failed(&e))?;
+    let outcome = async {
+        db.migrate().await?;
+        db.schema_status().await
+    }
+    .await;
+    db.close().await;
+    let status = outcome.map_err(|e| CliError::failed(&e))?;
+    println!(
+        "migrations applied: {} is at schema version {}",
+        settings.database,
+        status.applied.unwrap_or_default()
+    );
+    Ok(())
+}
+
+async fn probe(args: HealthcheckArgs) -> Result<(), CliError> {
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            let host = match args.bind_address {
+                a if a.is_unspecified() && a.is_ipv6() => "[::1]".to_owned(),
+                a if a.is_unspecified() => "127.0.0.1".to_owned(),
+                IpAddr::V6(a) => format!("[{a}]"),
+                IpAddr::V4(a) => a.to_string(),
+            };
+            format!("http://{host}:{}{}", args.port, args.path)
+        }
+    };
+    let uri = url
+        .parse()
+        .map_err(|_| CliError::Usage(format!("--url: '{url}' is not a valid URL")))?;
+    let status = healthcheck::probe(uri, args.timeout)
+        .await
+        .map_err(|e| CliError::Failed(format!("health check failed: {e}")))?;
+    println!("healthy: {url} answered {status}");
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! Typed configuration, parsed once from the environment (flags mirror every variable).
+//!
+//! Nothing else in the crate reads the environment: everything downstream takes a [`Config`].
+//! Secrets live in [`SecretString`], which never prints, and connection options are built as
+//! values rather than by gluing URL strings together.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+/// Everything a configuration error can be; each renders as one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("DB_PASSWORD and DB_PASSWORD_FILE are both set: keep only one")]
+    PasswordTwice,
+    #[error("DATABASE_URL and DB_HOST are both set: configure the database one way only")]
+    UrlAndHost,
+    #[error("{0} is set but DB_HOST is not: set DB_HOST to use PostgreSQL")]
+    DbSettingWithoutHost(&'static str),
+    #[error("DB_HOST is set but {0} is not")]
+    MissingDbSetting(&'static str),
+    #[error("DB_PASSWORD_FILE: cannot read {path}: {source}")]
+    PasswordFileUnreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("DB_PASSWORD_FILE: {0} is empty")]
+    PasswordFileEmpty(String),
+    #[error(
+        "DB_SSLMODE: '{0}' is not one of disable, allow, prefer, require, verify-ca, verify-full"
+    )]
+    SslMode(String),
+    #[error("DATABASE_URL: {0}")]
+    DatabaseUrl(String),
+}
+
+/// The database settings as the user gives them (environment variables or flags).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DatabaseArgs {
+    /// Full database URL: postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite://PATH.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// PostgreSQL host; when no database is configured the embedded SQLite database is used.
+    #[arg(long, env = "DB_HOST")]
+    pub db_host: Option<String>,
+    /// PostgreSQL port.
+    #[arg(long, env = "DB_PORT", default_value_t = 5432)]
+    pub db_port: u16,
+    /// PostgreSQL database name.
+    #[arg(long, env = "DB_NAME")]
+    pub db_name: Option<String>,
+    /// PostgreSQL user.
+    #[arg(long, env = "DB_USER")]
+    pub db_user: Option<String>,
+    /// PostgreSQL password (prefer DB_PASSWORD_FILE).
+    #[arg(long, env = "DB_PASSWORD", hide_env_values = true)]
+    pub db_password: Option<String>,
+    /// File holding the PostgreSQL password, such as a mounted secret.
+    #[arg(long, env = "DB_PASSWORD_FILE")]
+    pub db_password_file: Option<PathBuf>,
+    /// TLS to PostgreSQL: disable, allow, prefer, require, verify-ca, verify-full.
+    #[arg(long, env = "DB_SSLMODE")]
+    pub db_sslmode: Option<String>,
+    /// Directory of the embedded SQLite database (tasks.db).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+    /// How long a request waits for a pooled connection before answering 503.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
+    /// Longest a single SQL statement may run on PostgreSQL.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
+}
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// TCP port of the HTTP API.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Where backups are written.
+    #[arg(long, env = "BACKUP_DIR", default_value = "./backups")]
+    pub backup_dir: PathBuf,
+    /// Skip applying migrations at start (the service then waits until they are applied).
+    #[arg(long = "no-migrate", env = "NO_MIGRATE", default_value_t = false)]
+    pub no_migrate: bool,
+    /// After SIGTERM, how long /readyz reports 503 before the listener closes.
+    #[arg(long, env = "SHUTDOWN_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_drain_delay: Duration,
+    /// After the listener closes, how long in-flight requests may take before the process exits.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Where the tasks live.
+#[derive(Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once at start; boxing would only add noise"
+)]
+pub enum DatabaseConfig {
+    Postgres(PostgresConfig),
+    Sqlite { path: PathBuf },
+}
+
+/// Where the PostgreSQL password came from, reported (never the value) by logs and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordSource {
+    None,
+    Environment,
+    File,
+    Url,
+}
+
+impl PasswordSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Environment => "environment",
+            Self::File => "file",
+            Self::Url => "url",
+        }
+    }
+}
+
+/// Connection settings for PostgreSQL, with the password kept out of every printable form.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    options: PgConnectOptions,
+    pub password_source: PasswordSource,
+}
+
+impl PostgresConfig {
+    /// Connection settings from parts; `password` stays secret.
+    pub fn new(
+        host: &str,
+        port: u16,
+        database: &str,
+        user: &str,
+        password: Option<&SecretString>,
+        ssl_mode: PgSslMode,
+    ) -> Self {
+        let mut options = PgConnectOptions::new_without_pgpass()
+            .host(host)
+            .port(port)
+            .database(database)
+            .username(user)
+            .ssl_mode(ssl_mode)
+            .application_name("task-api");
+        let password_source = match password {
+            Some(secret) => {
+                options = options.password(secret.expose_secret());
+                PasswordSource::Environment
+            }
+            None => PasswordSource::None,
+        };
+        Self {
+            options,
+            password_source,
+        }
+    }
+
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.options.clone()
+    }
+
+    /// The same server with another database name (tests and scratch databases use it).
+    pub fn with_database(&self, database: &str) -> Self {
+        Self {
+            options: self.options.clone().database(database),
+            password_source: self.password_source,
+        }
+    }
+
+    pub fn database(&self) -> &str {
+        self.options.get_database().unwrap_or("postgres")
+    }
+}
+
+impl fmt::Display for PostgresConfig {
+    /// `postgres://user@host:port/db`: safe to log, the password is never part of it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.options;
+        write!(
+            f,
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            self.database()
+        )
+    }
+}
+
+impl fmt::Display for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres(pg) => pg.fmt(f),
+            Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Pool sizing and timeouts, shared by both backends.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The database side of the configuration, used by every command that touches tasks.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub database: DatabaseConfig,
+    pub pool: PoolConfig,
+}
+
+impl DatabaseSettings {
+    pub fn new(database: DatabaseConfig) -> Self {
+        Self {
+            database,
+            pool: PoolConfig::default(),
+        }
+    }
+}
+
+impl TryFrom<DatabaseArgs> for DatabaseSettings {
+    type Error = ConfigError;
+
+    fn try_from(args: DatabaseArgs) -> Result<Self, ConfigError> {
+        let pool = PoolConfig {
+            max_connections: args.db_max_connections,
+            acquire_timeout: args.db_acquire_timeout,
+            statement_timeout: args.db_statement_timeout,
+        };
+        Ok(Self {
+            database: database_config(args)?,
+            pool,
+        })
+    }
+}
+
+/// The full configuration of `task-api serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind_address: IpAddr,
+    pub port: u16,
+    pub db: DatabaseSettings,
+    pub backup_dir: PathBuf,
+    pub migrate_on_start: bool,
+    pub shutdown_drain_delay: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for everything but the database; tests and embedders start here.
+    pub fn new(database: DatabaseConfig) -> Self {
+        Self {
+            bind_address: IpAddr::from([127, 0, 0, 1]),
+            port: 3000,
+            db: DatabaseSettings::new(database),
+            backup_dir: PathBuf::from("./backups"),
+            migrate_on_start: true,
+            shutdown_drain_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn from_args(server: ServerArgs, db: DatabaseArgs) -> Result<Self, ConfigError> {
+        Ok(Self {
+            bind_address: server.bind_address,
+            port: server.port,
+            db: DatabaseSettings::try_from(db)?,
+            backup_dir: server.backup_dir,
+            migrate_on_start: !server.no_migrate,
+            shutdown_drain_delay: server.shutdown_drain_delay,
+            shutdown_timeout: server.shutdown_timeout,
+        })
+    }
+}
+
+/// Decides the backend: `DATABASE_URL`, else `DB_HOST` and friends, else SQLite in `DATA_DIR`.
+fn database_config(args: DatabaseArgs) -> Result<DatabaseConfig, ConfigError> {
+    if args.db_password.is_some() && args.db_password_file.is_some() {
+        return Err(ConfigError::PasswordTwice);
+    }
+    if let Some(url) = args.database_url.as_deref() {
+        if args.db_host.is_some() {
+            return Err(ConfigError::UrlAndHost);
+        }
+        return database_from_url(url, &args);
+    }
+    let Some(host) = args.db_host.as_deref() else {
+        let stray = [
+            ("DB_NAME", args.db_name.is_some()),
+            ("DB_USER", args.db_user.is_some()),
+            ("DB_PASSWORD", args.db_password.is_some()),
+            ("DB_PASSWORD_FILE", args.db_password_file.is_some()),
+            ("DB_SSLMODE", args.db_sslmode.is_some()),
+        ];
+        if let Some((name, _)) = stray.into_iter().find(|(_, set)| *set) {
+            return Err(ConfigError::DbSettingWithoutHost(name));
+        }
+        return Ok(DatabaseConfig::Sqlite {
+            path: args.data_dir.join("tasks.db"),
+        });
+    };
+    let name = args
+        .db_name
+        .as_deref()
+        .ok_or(ConfigError::MissingDbSetting("DB_NAME"))?;
+    let user = args
+        .db_user
+        .as_deref()
+        .ok_or(ConfigError::MissingDbSetting("DB_USER"))?;
+    let ssl_mode = parse_ssl_mode(args.db_sslmode.as_deref())?;
+    let (password, source) = match (&args.db_password, &args.db_password_file) {
+        (Some(p), _) => (
+            Some(SecretString::from(p.clone())),
+            PasswordSource::Environment,
+        ),
+        (None, Some(path)) => (Some(read_password_file(path)?), PasswordSource::File),
+        (None, None) => (None, PasswordSource::None),
+    };
+    let mut pg = PostgresConfig::new(host, args.db_port, name, user, password.as_ref(), ssl_mode);
+    pg.password_source = source;
+    Ok(DatabaseConfig::Postgres(pg))
+}
+
+fn database_from_url(url: &str, args: &DatabaseArgs) -> Result<DatabaseConfig, ConfigError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(ConfigError::DatabaseUrl(
+                "sqlite:// needs a file path, such as sqlite://./data/tasks.db".into(),
+            ));
+        }
+        return Ok(DatabaseConfig::Sqlite {
+            path: PathBuf::from(path),
+        });
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError::DatabaseUrl(
+            "must start with postgres://, postgresql:// or sqlite://".into(),
+        ));
+    }
+    // sqlx's own parse error may quote the URL, password included, so it is replaced.
+    let mut options = PgConnectOptions::from_str(url).map_err(|_| {
+        ConfigError::DatabaseUrl(
+            "not a valid postgres:// URL (check quoting of special characters)".into(),
+        )
+    })?;
+    let mut source = if url_has_password(url) {
+        PasswordSource::Url
+    } else {
+        PasswordSource::None
+    };
+    if let Some(path) = &args.db_password_file {
+        options = options.password(read_password_file(path)?.expose_secret());
+        source = PasswordSource::File;
+    } else if let Some(p) = &args.db_password {
+        options = options.password(p);
+        source = PasswordSource::Environment;
+    }
+    if let Some(mode) = args.db_sslmode.as_deref() {
+        options = options.ssl_mode(parse_ssl_mode(Some(mode))?);
+    }
+    Ok(DatabaseConfig::Postgres(PostgresConfig {
+        options: options.application_name("task-api"),
+        password_source: source,
+    }))
+}
+
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+fn parse_ssl_mode(value: Option<&str>) -> Result<PgSslMode, ConfigError> {
+    match value {
+        None => Ok(PgSslMode::Prefer),
+        Some(v) => PgSslMode::from_str(v).map_err(|_| ConfigError::SslMode(v.to_owned())),
+    }
+}
+
+/// Reads a mounted secret; one trailing newline (as editors and `echo` leave) is not part of it.
+fn read_password_file(path: &Path) -> Result<SecretString, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFileUnreadable {
+            path: path.display().to_string(),
+            source,
+        })?;
+    let password = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if password.is_empty() {
+        return Err(ConfigError::PasswordFileEmpty(path.display().to_string()));
+    }
+    Ok(SecretString::from(password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> DatabaseArgs {
+        DatabaseArgs {
+            data_dir: PathBuf::from("./data"),
+            db_port: 5432,
+            ..DatabaseArgs::default()
+        }
+    }
+
+    #[test]
+    fn no_database_settings_means_sqlite_in_the_data_dir() {
+        let config = database_config(args()).map(|c| c.to_string());
+        assert_eq!(config.ok().as_deref(), Some("sqlite://./data/tasks.db"));
+    }
+
+    #[test]
+    fn the_displayed_postgres_url_never_holds_the_password() {
+        let mut a = args();
+        a.database_url = Some("postgres://taskuser:s3cr3t-pw@task-db:5432/taskmanager".into());
+        let Ok(config) = database_config(a) else {
+            panic!("valid URL refused")
+        };
+        let shown = format!("{config} {config:?}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert_eq!(
+            config.to_string(),
+            "postgres://taskuser@task-db:5432/taskmanager"
+        );
+    }
+
+    #[test]
+    fn url_password_detection_looks_only_at_the_authority() {
+        assert!(url_has_password("postgres://u:p@h/db"));
+        assert!(!url_has_password("postgres://u@h/db"));
+        assert!(!url_has_password("postgres://h/db?options=a:b@c"));
+    }
+
+    #[test]
+    fn a_bad_url_error_does_not_quote_the_url() {
+        let mut a = args();
+        a.database_url = Some("postgres://u:pw-in-url@h:notaport/db".into());
+        let err = database_config(a)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("DATABASE_URL"), "{err}");
+        assert!(!err.contains("pw-in-url"), "{err}");
+    }
+}

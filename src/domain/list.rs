@@ -1,0 +1,169 @@
+use std::str::FromStr;
+
+use super::task::{TaskStatus, ValidationError};
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+/// Longest free-text search: long enough for any phrase, short enough to keep LIKE cheap.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+/// The column a listing is ordered by; `id` always breaks ties so pages are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortField {
+    Id,
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Title,
+}
+
+impl SortField {
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::CreatedAt => "created_at",
+            Self::UpdatedAt => "updated_at",
+            Self::Title => "title",
+        }
+    }
+}
+
+impl FromStr for SortField {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "id" => Ok(Self::Id),
+            "created_at" => Ok(Self::CreatedAt),
+            "updated_at" => Ok(Self::UpdatedAt),
+            "title" => Ok(Self::Title),
+            _ => Err(ValidationError(
+                "sort must be one of id, created_at, updated_at, title".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    Asc,
+    #[default]
+    Desc,
+}
+
+impl SortOrder {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Self::Asc => "ASC",
+            Self::Desc => "DESC",
+        }
+    }
+}
+
+impl FromStr for SortOrder {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "asc" => Ok(Self::Asc),
+            "desc" => Ok(Self::Desc),
+            _ => Err(ValidationError("order must be asc or desc".into())),
+        }
+    }
+}
+
+/// A validated listing request. The default is the newest tasks first, 100 per page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub status: Option<TaskStatus>,
+    pub search: Option<String>,
+    pub sort: SortField,
+    pub order: SortOrder,
+    pub limit: u32,
+    pub offset: i64,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            status: None,
+            search: None,
+            sort: SortField::default(),
+            order: SortOrder::default(),
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+        }
+    }
+}
+
+impl ListQuery {
+    pub fn parse_limit(raw: &str) -> Result<u32, ValidationError> {
+        match raw.parse::<u32>() {
+            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+            _ => Err(ValidationError(format!(
+                "limit must be an integer from 1 to {MAX_LIMIT}"
+            ))),
+        }
+    }
+
+    pub fn parse_offset(raw: &str) -> Result<i64, ValidationError> {
+        match raw.parse::<i64>() {
+            Ok(offset) if offset >= 0 => Ok(offset),
+            _ => Err(ValidationError(
+                "offset must be a non-negative integer".into(),
+            )),
+        }
+    }
+
+    /// Free text is matched as a substring; blank means no filter.
+    pub fn parse_search(raw: &str) -> Result<Option<String>, ValidationError> {
+        let text = raw.trim();
+        if text.chars().count() > MAX_SEARCH_CHARS {
+            return Err(ValidationError(format!(
+                "q must be at most {MAX_SEARCH_CHARS} characters"
+            )));
+        }
+        if text.contains('\0') {
+            return Err(ValidationError("q must not contain NUL characters".into()));
+        }
+        Ok((!text.is_empty()).then(|| text.to_owned()))
+    }
+
+    /// The LIKE pattern for the search text, with `%`, `_` and `\` matched literally.
+    pub fn like_pattern(&self) -> Option<String> {
+        self.search.as_ref().map(|text| {
+            let mut pattern = String::with_capacity(text.len() + 2);
+            pattern.push('%');
+            for c in text.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            pattern
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_outside_one_to_a_thousand_are_refused() {
+        assert_eq!(ListQuery::parse_limit("1000"), Ok(1000));
+        for bad in ["0", "1001", "-1", "x", "99999999999"] {
+            assert!(ListQuery::parse_limit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn like_wildcards_in_search_text_match_literally() {
+        let query = ListQuery {
+            search: Some(r"50%_off\".into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(query.like_pattern().as_deref(), Some(r"%50\%\_off\\%"));
+    }
+}

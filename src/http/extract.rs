@@ -1,0 +1,187 @@
+//! Extractors whose rejections come out in the API's error envelope, never as axum's plain text.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+
+use super::error::ApiError;
+use crate::domain::{ListQuery, TaskId};
+
+/// A JSON body: 415 without a JSON content type, 413 past the body limit, 400 when it is not
+/// JSON or not of the expected shape (naming the field at fault).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !has_json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes =
+            Bytes::from_request(req, state)
+                .await
+                .map_err(|rejection: BytesRejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::PayloadTooLarge
+                    } else {
+                        ApiError::bad_request("invalid_body", "could not read the request body")
+                    }
+                })?;
+        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(deserializer) {
+            Ok(value) => Ok(Self(value)),
+            Err(error) => Err(json_error(&error)),
+        }
+    }
+}
+
+fn json_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = error.inner();
+    if inner.is_data() {
+        let path = error.path().to_string();
+        let mut details = BTreeMap::new();
+        // The path is "." when the whole body is of the wrong kind, such as an array.
+        let message = if path == "." {
+            format!("request body has the wrong shape: {inner}")
+        } else {
+            details.insert(path.clone(), strip_position(&inner.to_string()));
+            format!("field '{path}': {}", strip_position(&inner.to_string()))
+        };
+        ApiError::BadRequest {
+            code: "invalid_body",
+            message,
+            details,
+        }
+    } else {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body is not valid JSON: {inner}"),
+        )
+    }
+}
+
+/// serde_json appends " at line L column C"; for a field message the field name says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The `{id}` of `/tasks/{id}`: 400 unless it is a positive integer that fits in 64 bits.
+pub struct TaskIdPath(pub TaskId);
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request("invalid_id", "task id must be a positive integer")
+            })?;
+        raw.parse()
+            .map(Self)
+            .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+    }
+}
+
+/// Query parameters of `GET /tasks`, as they arrive (validated into a [`ListQuery`]).
+/// Unknown parameters are ignored, as caches and proxies may add their own.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only tasks in this status.
+    #[param(value_type = Option<crate::domain::TaskStatus>)]
+    pub status: Option<String>,
+    /// Case-insensitive substring of the title or the description (at most 200 characters).
+    pub q: Option<String>,
+    /// Field to order by.
+    #[param(value_type = Option<String>, pattern = "^(id|created_at|updated_at|title)$")]
+    pub sort: Option<String>,
+    /// Ascending or descending (default desc: newest first).
+    #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
+    pub order: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// Number of tasks to skip (default 0).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub offset: Option<String>,
+}
+
+/// A validated listing request; every bad parameter is named in the 400's details.
+pub struct ListRequest(pub ListQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(params) = Query::<ListParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::bad_request("invalid_parameter", "query string is malformed"))?;
+        let mut query = ListQuery::default();
+        let mut details = BTreeMap::new();
+        let mut check = |name: &str, result: Result<(), crate::domain::ValidationError>| {
+            if let Err(e) = result {
+                details.insert(name.to_owned(), e.to_string());
+            }
+        };
+        if let Some(v) = &params.status {
+            check("status", v.parse().map(|s| query.status = Some(s)));
+        }
+        if let Some(v) = &params.q {
+            check("q", ListQuery::parse_search(v).map(|s| query.search = s));
+        }
+        if let Some(v) = &params.sort {
+            check("sort", v.parse().map(|s| query.sort = s));
+        }
+        if let Some(v) = &params.order {
+            check("order", v.parse().map(|o| query.order = o));
+        }
+        if let Some(v) = &params.limit {
+            check("limit", ListQuery::parse_limit(v).map(|l| query.limit = l));
+        }
+        if let Some(v) = &params.offset {
+            check(
+                "offset",
+                ListQuery::parse_offset(v).map(|o| query.offset = o),
+            );
+        }
+        if details.is_empty() {
+            Ok(Self(query))
+        } else {
+            let names: Vec<&str> = details.keys().map(String::as_str).collect();
+            Err(ApiError::BadRequest {
+                code: "invalid_parameter",
+                message: format!("invalid query parameter: {}", names.join(", ")),
+                details,
+            })
+        }
+    }
+}

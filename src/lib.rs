@@ -1,0 +1,18 @@
+//! task-api: a task manager REST API over PostgreSQL or embedded SQLite.
+//!
+//! Where things live:
+//! - [`cli`]: the `task-api` command line (serve, migrate, healthcheck);
+//! - [`config`]: settings from the environment, parsed once into typed values;
+//! - [`domain`]: validated task types, the only input storage accepts;
+//! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
+//! - [`http`]: routes, middleware, the wire format and the one API error type;
+//! - [`startup`]: binding, serving, background schema preparation, graceful shutdown.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod healthcheck;
+pub mod http;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,199 @@
+//! Building and running the server: bind, prepare the schema in the background, serve, and
+//! shut down gracefully within a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DatabaseConfig};
+use crate::http::{self, AppState};
+use crate::storage::{Database, StorageError};
+use crate::telemetry::error_chain;
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Longest wait between two attempts to reach the database at start.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// A bound, not yet serving, instance of the API.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    config: Config,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port) and builds the pool without connecting:
+    /// the API starts even when its database is not up yet.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let db = Database::connect_lazy(&config.db)?;
+        let addr = SocketAddr::new(config.bind_address, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            state: AppState::new(db),
+            config,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map_or(self.config.port, |a| a.port())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains: readiness turns 503, after the drain
+    /// delay the listener closes, in-flight requests finish, idle connections are closed, and
+    /// whatever is still open after the shutdown timeout is dropped.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Self {
+            listener,
+            state,
+            config,
+        } = self;
+        log_effective_config(&config, listener.local_addr().ok());
+
+        let schema = tokio::spawn(prepare_schema(state.clone(), config.migrate_on_start));
+        let stop_serving = CancellationToken::new();
+        tokio::spawn(drain_on(
+            shutdown,
+            state.clone(),
+            config.shutdown_drain_delay,
+            stop_serving.clone(),
+        ));
+
+        let server = axum::serve(listener, http::router(state.clone()))
+            .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
+        let deadline = async {
+            stop_serving.cancelled().await;
+            tokio::time::sleep(config.shutdown_timeout).await;
+        };
+        tokio::select! {
+            result = server => result.map_err(StartupError::Serve)?,
+            () = deadline => tracing::warn!(
+                timeout = ?config.shutdown_timeout,
+                "shutdown timeout reached: closing the connections still open"
+            ),
+        }
+        schema.abort();
+        // Connections still checked out belong to abandoned requests: do not wait long.
+        let _ = tokio::time::timeout(Duration::from_secs(1), state.db().close()).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Waits for the shutdown request, then marks the service as draining and, after the delay
+/// that lets load balancers notice, tells the server to stop accepting.
+async fn drain_on(
+    shutdown: impl Future<Output = ()>,
+    state: AppState,
+    delay: Duration,
+    stop_serving: CancellationToken,
+) {
+    shutdown.await;
+    state.start_draining();
+    tracing::info!(drain_delay = ?delay, "shutdown requested: draining");
+    tokio::time::sleep(delay).await;
+    stop_serving.cancel();
+}
+
+/// Brings the schema up to date (or, with migrations disabled, waits until someone does),
+/// retrying with backoff while the database is unreachable.
+async fn prepare_schema(state: AppState, migrate: bool) {
+    let db = state.db();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            if migrate {
+                db.migrate().await?;
+            }
+            db.schema_status().await
+        };
+        match attempt.await {
+            Ok(status) if status.is_current() => {
+                state.mark_schema_ready();
+                tracing::info!(schema_version = status.expected, "database ready");
+                return;
+            }
+            Ok(status) => tracing::warn!(
+                pending = status.pending,
+                "migrations are pending and applying them at start is disabled: \
+                 run `task-api migrate`"
+            ),
+            Err(e) if e.is_unavailable() => tracing::warn!(
+                error = %error_chain(&e),
+                retry_in = ?delay,
+                "database unavailable"
+            ),
+            Err(e) => tracing::error!(
+                error = %error_chain(&e),
+                retry_in = ?delay,
+                "cannot prepare the database schema"
+            ),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
+}
+
+/// Logs what the service runs with, secrets left out.
+fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
+    let password_source = match &config.db.database {
+        DatabaseConfig::Postgres(pg) => pg.password_source.as_str(),
+        DatabaseConfig::Sqlite { .. } => "none",
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %addr.map_or_else(|| "?".to_owned(), |a| a.to_string()),
+        database = %config.db.database,
+        password_source,
+        db_max_connections = config.db.pool.max_connections,
+        db_acquire_timeout = ?config.db.pool.acquire_timeout,
+        db_statement_timeout = ?config.db.pool.statement_timeout,
+        backup_dir = %config.backup_dir.display(),
+        migrate_on_start = config.migrate_on_start,
+        shutdown_drain_delay = ?config.shutdown_drain_delay,
+        shutdown_timeout = ?config.shutdown_timeout,
+        "starting task-api"
+    );
+}
+
+/// Completes on the first SIGTERM or SIGINT. Handlers are installed now, before serving, so
+/// an early signal is never fatal.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+            _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+        }
+    })
+}

@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+
+/// What can go wrong in storage, sorted by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be reached or is overloaded right now: retry later (HTTP 503).
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A call ran past its deadline, such as against a frozen server (HTTP 503).
+    #[error("database call timed out")]
+    TimedOut,
+    /// A row the schema should have made impossible.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Any other database failure: a bug or a schema mismatch (HTTP 500).
+    #[error("database query failed")]
+    Query(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// True when the failure is the database being away or busy rather than a fault of ours.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::TimedOut => true,
+            Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_transient(e),
+            _ => false,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_transient(&error) {
+            Self::Unavailable(error)
+        } else {
+            Self::Query(error)
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StorageError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(error)
+    }
+}
+
+/// Errors that say "the database is not there or too busy" rather than "this query is wrong".
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                // Connection exceptions (08), operator intervention such as shutdown or
+                // statement timeout (57), too many connections, read-only standby.
+                code.starts_with("08")
+                    || code.starts_with("57")
+                    || code == "53300"
+                    || code == "25006"
+            } else {
+                // SQLite: BUSY (5) and LOCKED (6), with their extended codes.
+                code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+            }
+        }
+        _ => false,
+    }
+}

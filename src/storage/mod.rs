@@ -1,0 +1,236 @@
+//! The storage boundary: one [`Database`] handle, PostgreSQL or SQLite behind it, the same
+//! behaviour from both (proved by the contract suite in `tests/api`).
+//!
+//! Handlers never see SQL or a backend: they call these methods with validated domain values.
+
+mod error;
+mod postgres;
+mod sqlite;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{DatabaseConfig, DatabaseSettings};
+use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId};
+
+pub use error::StorageError;
+
+/// One page of a listing, with the number of tasks matching the filters.
+#[derive(Debug, Clone)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub total: i64,
+}
+
+/// Whether the database schema matches what this binary expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// Newest migration applied to the database, if any.
+    pub applied: Option<i64>,
+    /// Newest migration this binary carries.
+    pub expected: i64,
+    /// Migrations this binary carries that the database has not applied.
+    pub pending: usize,
+}
+
+impl SchemaStatus {
+    pub fn is_current(&self) -> bool {
+        self.pending == 0
+    }
+}
+
+/// Connection counts of the pool, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// A handle on the task database; cheap to clone (it holds a pool).
+#[derive(Clone, Debug)]
+pub struct Database {
+    backend: Backend,
+    /// Client-side bound on every call: a frozen server must not hang a request.
+    call_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Postgres(postgres::PgStore),
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// Runs the same call on whichever backend is configured, bounded by the call timeout.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        $self
+            .bounded(async {
+                match &$self.backend {
+                    Backend::Postgres($store) => $call.await,
+                    Backend::Sqlite($store) => $call.await,
+                }
+            })
+            .await
+    };
+}
+
+impl Database {
+    /// Builds the pool without connecting, so the service can start before its database.
+    pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self, StorageError> {
+        let backend = match &settings.database {
+            DatabaseConfig::Postgres(pg) => {
+                Backend::Postgres(postgres::PgStore::connect_lazy(pg, &settings.pool))
+            }
+            DatabaseConfig::Sqlite { path } => {
+                Backend::Sqlite(sqlite::SqliteStore::connect_lazy(path, &settings.pool)?)
+            }
+        };
+        Ok(Self {
+            backend,
+            call_timeout: settings.pool.acquire_timeout + settings.pool.statement_timeout,
+        })
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or(Err(StorageError::TimedOut))
+    }
+
+    /// One round trip to the database; returns how long it took.
+    pub async fn ping(&self) -> Result<Duration, StorageError> {
+        let started = Instant::now();
+        dispatch!(self, s => s.ping())?;
+        Ok(started.elapsed())
+    }
+
+    /// Applies every pending migration (safe to run from several replicas at once on PostgreSQL,
+    /// where sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        // Migrations may legitimately take longer than one request, so no call timeout here.
+        match &self.backend {
+            Backend::Postgres(s) => s.migrate().await,
+            Backend::Sqlite(s) => s.migrate().await,
+        }
+    }
+
+    pub async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
+        dispatch!(self, s => s.schema_status())
+    }
+
+    pub async fn create_task(
+        &self,
+        task: &NewTask,
+        now: DateTime<Utc>,
+    ) -> Result<Task, StorageError> {
+        dispatch!(self, s => s.create_task(task, now))
+    }
+
+    pub async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
+        dispatch!(self, s => s.get_task(id))
+    }
+
+    pub async fn list_tasks(&self, query: &ListQuery) -> Result<TaskPage, StorageError> {
+        dispatch!(self, s => s.list_tasks(query))
+    }
+
+    /// Replaces all user-owned fields; `None` when no such task exists.
+    pub async fn replace_task(
+        &self,
+        id: TaskId,
+        task: &NewTask,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StorageError> {
+        let changes = TaskChanges {
+            title: Some(task.title.clone()),
+            description: Some(task.description.clone()),
+            status: Some(task.status),
+        };
+        dispatch!(self, s => s.update_task(id, &changes, now))
+    }
+
+    /// Changes only the given fields; `None` when no such task exists.
+    pub async fn update_task(
+        &self,
+        id: TaskId,
+        changes: &TaskChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StorageError> {
+        dispatch!(self, s => s.update_task(id, changes, now))
+    }
+
+    /// Deletes and returns the task; `None` when no such task exists.
+    pub async fn delete_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
+        dispatch!(self, s => s.delete_task(id))
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        match &self.backend {
+            Backend::Postgres(s) => s.pool_stats(),
+            Backend::Sqlite(s) => s.pool_stats(),
+        }
+    }
+
+    /// Closes every pooled connection, waiting for those in use to come back.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Postgres(s) => s.close().await,
+            Backend::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+/// Turns a stored row into a [`Task`]; a row the schema should have prevented is an error.
+fn task_from_row(
+    id: i64,
+    title: String,
+    description: String,
+    status: &str,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+) -> Result<Task, StorageError> {
+    Ok(Task {
+        id: TaskId::new(id).map_err(|_| StorageError::Corrupt(format!("task id {id}")))?,
+        title,
+        description,
+        status: status
+            .parse()
+            .map_err(|_| StorageError::Corrupt(format!("status of task {id}")))?,
+        created_at,
+        updated_at,
+    })
+}
+
+/// Compares the migrations a binary carries with those a database has applied.
+fn schema_status(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> SchemaStatus {
+    let carried = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration());
+    let mut expected = 0;
+    let mut pending = 0;
+    for migration in carried {
+        expected = expected.max(migration.version);
+        if !applied.contains(&migration.version) {
+            pending += 1;
+        }
+    }
+    SchemaStatus {
+        applied: applied.iter().copied().max(),
+        expected,
+        pending,
+    }
+}
