@@ -35,6 +35,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                         ApiError::bad_request("invalid_body", "could not read the request body")
                     }
                 })?;
+        // serde would also read a struct from a JSON array; only an object is a valid body.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                    Ok(_) => {
+                        ApiError::bad_request("invalid_body", "request body must be a JSON object")
+                    }
+                    Err(e) => ApiError::bad_request(
+                        "invalid_json",
+                        format!("request body is not valid JSON: {e}"),
+                    ),
+                },
+            );
+        }
         let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(deserializer) {
             Ok(value) => Ok(Self(value)),
