@@ -36,6 +36,7 @@ macro_rules! for_each_backend {
 }
 
 mod contract;
+mod docs;
 mod operations;
 mod outage;
 mod process;

@@ -49,14 +49,14 @@ async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
 }
 
 /// A `task-api serve` process whose output goes to files (read after it ends).
-struct Server {
+pub struct Server {
     child: Child,
-    port: u16,
+    pub port: u16,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(dir: &Path, envs: &[(&str, &str)]) -> Self {
+    pub fn start(dir: &Path, envs: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = dir.join(format!("server-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -75,7 +75,7 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn wait_ready(&self) {
+    pub async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let started = Instant::now();
         loop {
@@ -92,7 +92,7 @@ impl Server {
         }
     }
 
-    fn signal(&self, name: &str) {
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("server pid").to_string();
         let status = std::process::Command::new("kill")
             .args([&format!("-{name}"), &pid])
@@ -101,7 +101,7 @@ impl Server {
         assert!(status.success(), "kill -{name} failed");
     }
 
-    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.expect("wait for task-api"),
             Err(_) => panic!(
@@ -111,7 +111,7 @@ impl Server {
         }
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

@@ -1,0 +1,76 @@
+//! The README's commands, run as written against a fresh server: documentation that drifts
+//! from the code fails here.
+
+use std::time::Duration;
+
+use crate::process::Server;
+
+/// The shell commands between two markers of a Markdown file, continuation lines joined.
+fn commands_between(text: &str, begin: &str, end: &str) -> Vec<String> {
+    let start = text
+        .find(begin)
+        .unwrap_or_else(|| panic!("marker {begin} missing"));
+    let stop = start
+        + text[start..]
+            .find(end)
+            .unwrap_or_else(|| panic!("marker {end} missing"));
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in text[start..stop].lines().skip(1) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with("```") {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(line);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    commands
+}
+
+#[tokio::test]
+async fn the_readme_curl_examples_work_as_written() {
+    let readme = include_str!("../../README.md");
+    let commands = commands_between(
+        readme,
+        "<!-- begin: curl-examples",
+        "<!-- end: curl-examples",
+    );
+    assert!(commands.len() >= 10, "too few commands found: {commands:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server.wait_ready().await;
+    let local = format!("127.0.0.1:{}", server.port);
+    for command in commands {
+        let command = command.replace("localhost:3000", &local);
+        let output = tokio::process::Command::new("sh")
+            .args(["-c", &format!("set -e; {command} -w '\\n%{{http_code}}'")])
+            .output()
+            .await
+            .expect("sh and curl are needed: apt-get install curl");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let status = stdout.lines().last().unwrap_or_default();
+        assert!(
+            matches!(status, "200" | "201"),
+            "{command} answered {status}: {stdout}"
+        );
+        if command.contains("/tasks") {
+            assert!(stdout.contains(r#""success":true"#), "{command}: {stdout}");
+        }
+    }
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+}
