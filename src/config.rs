@@ -97,6 +97,10 @@ pub struct ServerArgs {
     /// Skip applying migrations at start (the service then waits until they are applied).
     #[arg(long = "no-migrate", env = "NO_MIGRATE", default_value_t = false)]
     pub no_migrate: bool,
+    /// Task requests served at once; more are refused with 503 rather than queued without bound.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_requests: u32,
     /// After SIGTERM, how long /readyz reports 503 before the listener closes.
     #[arg(long, env = "SHUTDOWN_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_drain_delay: Duration,
@@ -278,6 +282,7 @@ pub struct Config {
     pub db: DatabaseSettings,
     pub backup_dir: PathBuf,
     pub migrate_on_start: bool,
+    pub max_concurrent_requests: usize,
     pub shutdown_drain_delay: Duration,
     pub shutdown_timeout: Duration,
 }
@@ -291,6 +296,7 @@ impl Config {
             db: DatabaseSettings::new(database),
             backup_dir: PathBuf::from("./backups"),
             migrate_on_start: true,
+            max_concurrent_requests: 256,
             shutdown_drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
         }
@@ -303,6 +309,7 @@ impl Config {
             db: DatabaseSettings::try_from(db)?,
             backup_dir: server.backup_dir,
             migrate_on_start: !server.no_migrate,
+            max_concurrent_requests: server.max_concurrent_requests as usize,
             shutdown_drain_delay: server.shutdown_drain_delay,
             shutdown_timeout: server.shutdown_timeout,
         })

@@ -87,8 +87,11 @@ impl Application {
             stop_serving.clone(),
         ));
 
-        let server = axum::serve(listener, http::router(state.clone()))
-            .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
+        let server = axum::serve(
+            listener,
+            http::router(state.clone(), config.max_concurrent_requests),
+        )
+        .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
         let deadline = async {
             stop_serving.cancelled().await;
             tokio::time::sleep(config.shutdown_timeout).await;
@@ -178,6 +181,7 @@ fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
         db_statement_timeout = ?config.db.pool.statement_timeout,
         backup_dir = %config.backup_dir.display(),
         migrate_on_start = config.migrate_on_start,
+        max_concurrent_requests = config.max_concurrent_requests,
         shutdown_drain_delay = ?config.shutdown_drain_delay,
         shutdown_timeout = ?config.shutdown_timeout,
         "starting task-api"

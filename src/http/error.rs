@@ -39,8 +39,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("request body is too large")]
     PayloadTooLarge,
-    #[error("the service is shutting down")]
-    ShuttingDown,
+    #[error("too many requests in progress, retry later")]
+    Overloaded,
     /// The database is away, busy or not migrated yet; the cause is logged, not returned.
     #[error("the database is unavailable, retry later")]
     Unavailable(#[source] Option<StorageError>),
@@ -69,7 +69,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::ShuttingDown | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,7 +81,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
-            Self::ShuttingDown => "shutting_down",
+            Self::Overloaded => "overloaded",
             Self::Unavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }

@@ -11,12 +11,14 @@ mod state;
 mod tasks;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
-use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -32,8 +34,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole API as a router, ready to serve or to drive in-process.
-pub fn router(state: AppState) -> Router {
+/// The whole API as a router, ready to serve or to drive in-process. At most
+/// `max_concurrent_requests` task requests run at once; the rest are shed with 503 at once.
+pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
     let task_routes = Router::new()
         .route("/tasks", get(tasks::list_tasks).post(tasks::create_task))
         .route(
@@ -46,7 +49,16 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_schema,
-        ));
+        ))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    ApiError::Overloaded
+                }))
+                .load_shed()
+                // Global: one budget shared by every task route, not one per route.
+                .layer(GlobalConcurrencyLimitLayer::new(max_concurrent_requests)),
+        );
 
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -142,3 +142,39 @@ pub async fn openapi_document_is_3_1_and_describes_every_route(app: TestApp) {
     let required = &doc["components"]["schemas"]["TaskInput"]["required"];
     assert_eq!(required, &json!(["title"]));
 }
+
+/// The contract suite's apps have the default limit; this one allows a single task request.
+#[tokio::test]
+async fn requests_over_the_concurrency_limit_are_shed_with_503_and_write_nothing() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, |config| {
+        config.max_concurrent_requests = 1;
+    })
+    .await;
+    let app = std::sync::Arc::new(app);
+    let mut handles = Vec::new();
+    for i in 0..100 {
+        let app = app.clone();
+        handles.push(tokio::spawn(async move {
+            app.create(json!({"title": format!("burst {i}")})).await
+        }));
+    }
+    let (mut created, mut shed) = (0, 0);
+    for handle in handles {
+        let reply = handle.await.unwrap();
+        match reply.status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(reply.error_code(), "overloaded");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    assert!(
+        shed > 0,
+        "nothing was shed with a limit of 1 and 100 concurrent requests"
+    );
+    assert_eq!(app.total().await, created);
+    // Probes are outside the limit.
+    assert_eq!(app.get("/livez").await.status, StatusCode::OK);
+}

@@ -377,6 +377,13 @@ async fn sigint_stops_an_idle_server_with_exit_code_0_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.wait_ready().await;
+    let traced = reqwest::Client::new()
+        .get(server.url("/tasks"))
+        .header("x-request-id", "trace-4242")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traced.status(), StatusCode::OK);
     let started = Instant::now();
     server.signal("INT");
     assert_eq!(
