@@ -37,6 +37,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// `If-Match` named a version the task no longer has (or the task is gone).
+    #[error("the task has changed since that version (If-Match): read it again")]
+    PreconditionFailed,
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("too many requests in progress, retry later")]
@@ -68,6 +71,7 @@ impl ApiError {
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,6 +84,7 @@ impl ApiError {
             Self::Validation { .. } => "validation_failed",
             Self::NotFound(_) => "not_found",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PreconditionFailed => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Overloaded => "overloaded",
             Self::Unavailable(_) => "database_unavailable",

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, middleware and the wire format. Storage is reached only through
 //! [`AppState::db`], with validated domain values.
 
+mod conditional;
 pub mod error;
 mod extract;
 pub mod health;

@@ -5,11 +5,13 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::conditional::{IfMatch, IfNoneMatch, Precondition, etag_header};
 use super::error::{ApiError, ErrorEnvelope};
 use super::extract::{JsonBody, ListParams, ListRequest, TaskIdPath};
 use super::model::{Pagination, TaskEnvelope, TaskInput, TaskListEnvelope, TaskPatch};
 use super::state::AppState;
-use crate::domain;
+use crate::domain::{self, Task, TaskId};
+use crate::storage::WriteOutcome;
 
 /// Create a task.
 #[utoipa::path(
@@ -17,7 +19,8 @@ use crate::domain;
     request_body = TaskInput,
     responses(
         (status = 201, description = "Created", body = TaskEnvelope,
-         headers(("Location" = String, description = "/tasks/{id} of the new task"))),
+         headers(("Location" = String, description = "/tasks/{id} of the new task"),
+                 ("ETag" = String, description = "Version of the task"))),
         (status = 400, description = "Malformed JSON, wrong types or unknown fields", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
@@ -35,7 +38,7 @@ pub async fn create_task(
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        [(header::LOCATION, location), etag_header(&task)],
         Json(TaskEnvelope::new(task)),
     )
         .into_response())
@@ -70,9 +73,14 @@ pub async fn list_tasks(
 /// Get one task.
 #[utoipa::path(
     get, path = "/tasks/{id}", tag = "tasks",
-    params(("id" = i64, Path, minimum = 1, description = "Task id")),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the task still has this ETag"),
+    ),
     responses(
-        (status = 200, description = "The task", body = TaskEnvelope),
+        (status = 200, description = "The task", body = TaskEnvelope,
+         headers(("ETag" = String, description = "Version of the task"))),
+        (status = 304, description = "Unchanged since the given ETag"),
         (status = 400, description = "Id is not a positive integer", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
@@ -81,21 +89,32 @@ pub async fn list_tasks(
 pub async fn get_task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
-) -> Result<Json<TaskEnvelope>, ApiError> {
-    let task = state.db().get_task(id).await?;
-    task.map(|t| Json(TaskEnvelope::new(t)))
-        .ok_or_else(|| ApiError::task_not_found(id))
+    if_none_match: IfNoneMatch,
+) -> Result<Response, ApiError> {
+    let task = state
+        .db()
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::task_not_found(id))?;
+    if if_none_match.matches(&task) {
+        return Ok((StatusCode::NOT_MODIFIED, [etag_header(&task)]).into_response());
+    }
+    Ok(task_response(task))
 }
 
 /// Replace a task's title, description and status.
 #[utoipa::path(
     put, path = "/tasks/{id}", tag = "tasks",
-    params(("id" = i64, Path, minimum = 1, description = "Task id")),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
+    ),
     request_body = TaskInput,
     responses(
         (status = 200, description = "The updated task", body = TaskEnvelope),
         (status = 400, description = "Malformed JSON, wrong types, unknown fields or bad id", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 412, description = "If-Match names a version the task no longer has", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Missing or invalid field", body = ErrorEnvelope),
@@ -105,23 +124,31 @@ pub async fn get_task(
 pub async fn replace_task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
+    if_match: IfMatch,
     JsonBody(input): JsonBody<TaskInput>,
-) -> Result<Json<TaskEnvelope>, ApiError> {
+) -> Result<Response, ApiError> {
     let fields = input.validate()?;
-    let task = state.db().replace_task(id, &fields, domain::now()).await?;
-    task.map(|t| Json(TaskEnvelope::new(t)))
-        .ok_or_else(|| ApiError::task_not_found(id))
+    let precondition = if_match.precondition(id)?;
+    let outcome = state
+        .db()
+        .replace_task(id, &fields, domain::now(), precondition.expected)
+        .await?;
+    written(outcome, id, precondition)
 }
 
 /// Change only the given fields of a task.
 #[utoipa::path(
     patch, path = "/tasks/{id}", tag = "tasks",
-    params(("id" = i64, Path, minimum = 1, description = "Task id")),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
+    ),
     request_body = TaskPatch,
     responses(
         (status = 200, description = "The updated task", body = TaskEnvelope),
         (status = 400, description = "Malformed JSON, wrong types, unknown fields or bad id", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 412, description = "If-Match names a version the task no longer has", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Invalid field or no field given", body = ErrorEnvelope),
@@ -131,30 +158,60 @@ pub async fn replace_task(
 pub async fn patch_task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
+    if_match: IfMatch,
     JsonBody(patch): JsonBody<TaskPatch>,
-) -> Result<Json<TaskEnvelope>, ApiError> {
+) -> Result<Response, ApiError> {
     let changes = patch.validate()?;
-    let task = state.db().update_task(id, &changes, domain::now()).await?;
-    task.map(|t| Json(TaskEnvelope::new(t)))
-        .ok_or_else(|| ApiError::task_not_found(id))
+    let precondition = if_match.precondition(id)?;
+    let outcome = state
+        .db()
+        .update_task(id, &changes, domain::now(), precondition.expected)
+        .await?;
+    written(outcome, id, precondition)
 }
 
 /// Delete a task; the response holds it one last time.
 #[utoipa::path(
     delete, path = "/tasks/{id}", tag = "tasks",
-    params(("id" = i64, Path, minimum = 1, description = "Task id")),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
+    ),
     responses(
         (status = 200, description = "The deleted task", body = TaskEnvelope),
         (status = 400, description = "Id is not a positive integer", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 412, description = "If-Match names a version the task no longer has", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     )
 )]
 pub async fn delete_task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
-) -> Result<Json<TaskEnvelope>, ApiError> {
-    let task = state.db().delete_task(id).await?;
-    task.map(|t| Json(TaskEnvelope::new(t)))
-        .ok_or_else(|| ApiError::task_not_found(id))
+    if_match: IfMatch,
+) -> Result<Response, ApiError> {
+    let precondition = if_match.precondition(id)?;
+    let outcome = state.db().delete_task(id, precondition.expected).await?;
+    written(outcome, id, precondition)
+}
+
+/// A task with its `ETag`, in the success envelope.
+fn task_response(task: Task) -> Response {
+    let etag = etag_header(&task);
+    ([etag], Json(TaskEnvelope::new(task))).into_response()
+}
+
+/// The answer to a write: the task, 404, or 412 when a precondition was not met (a missing
+/// task fails a precondition too, as RFC 9110 says).
+fn written(
+    outcome: WriteOutcome,
+    id: TaskId,
+    precondition: Precondition,
+) -> Result<Response, ApiError> {
+    match outcome {
+        WriteOutcome::Written(task) => Ok(task_response(task)),
+        WriteOutcome::Stale => Err(ApiError::PreconditionFailed),
+        WriteOutcome::NotFound if precondition.conditional => Err(ApiError::PreconditionFailed),
+        WriteOutcome::NotFound => Err(ApiError::task_not_found(id)),
+    }
 }

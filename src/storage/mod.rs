@@ -24,6 +24,15 @@ pub struct TaskPage {
     pub total: i64,
 }
 
+/// What became of a write that may carry a version precondition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written(Task),
+    NotFound,
+    /// The task exists but its `updated_at` is not the expected one: nothing was written.
+    Stale,
+}
+
 /// Whether the database schema matches what this binary expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaStatus {
@@ -148,34 +157,60 @@ impl Database {
         dispatch!(self, s => s.list_tasks(query))
     }
 
-    /// Replaces all user-owned fields; `None` when no such task exists.
+    /// Replaces all user-owned fields. With `expected`, writes only if the task's `updated_at`
+    /// is still that value (optimistic concurrency), in the same statement.
     pub async fn replace_task(
         &self,
         id: TaskId,
         task: &NewTask,
         now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StorageError> {
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<WriteOutcome, StorageError> {
         let changes = TaskChanges {
             title: Some(task.title.clone()),
             description: Some(task.description.clone()),
             status: Some(task.status),
         };
-        dispatch!(self, s => s.update_task(id, &changes, now))
+        self.update_task(id, &changes, now, expected).await
     }
 
-    /// Changes only the given fields; `None` when no such task exists.
+    /// Changes only the given fields, under the same precondition as [`Self::replace_task`].
     pub async fn update_task(
         &self,
         id: TaskId,
         changes: &TaskChanges,
         now: DateTime<Utc>,
-    ) -> Result<Option<Task>, StorageError> {
-        dispatch!(self, s => s.update_task(id, changes, now))
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<WriteOutcome, StorageError> {
+        let written = dispatch!(self, s => s.update_task(id, changes, now, expected))?;
+        self.outcome(id, written, expected).await
     }
 
-    /// Deletes and returns the task; `None` when no such task exists.
-    pub async fn delete_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
-        dispatch!(self, s => s.delete_task(id))
+    /// Deletes and returns the task, under the same precondition as [`Self::replace_task`].
+    pub async fn delete_task(
+        &self,
+        id: TaskId,
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<WriteOutcome, StorageError> {
+        let deleted = dispatch!(self, s => s.delete_task(id, expected))?;
+        self.outcome(id, deleted, expected).await
+    }
+
+    /// Tells a missing task from a stale precondition when a conditional write matched no row.
+    async fn outcome(
+        &self,
+        id: TaskId,
+        written: Option<Task>,
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<WriteOutcome, StorageError> {
+        Ok(match (written, expected) {
+            (Some(task), _) => WriteOutcome::Written(task),
+            (None, None) => WriteOutcome::NotFound,
+            (None, Some(_)) => match self.get_task(id).await? {
+                Some(_) => WriteOutcome::Stale,
+                None => WriteOutcome::NotFound,
+            },
+        })
     }
 
     pub fn pool_stats(&self) -> PoolStats {

@@ -153,13 +153,14 @@ impl PgStore {
         id: TaskId,
         changes: &TaskChanges,
         now: DateTime<Utc>,
+        expected: Option<DateTime<Utc>>,
     ) -> Result<Option<Task>, StorageError> {
         // updated_at moves forward on every update, even two within one millisecond.
         let sql = format!(
             "UPDATE tasks SET title = COALESCE($2, title), \
              description = COALESCE($3, description), status = COALESCE($4, status), \
              updated_at = GREATEST($5, updated_at + interval '1 millisecond') \
-             WHERE id = $1 RETURNING {COLUMNS}"
+             WHERE id = $1 AND ($6::timestamptz IS NULL OR updated_at = $6) RETURNING {COLUMNS}"
         );
         sqlx::query_as::<_, Row>(&sql)
             .bind(id.get())
@@ -167,16 +168,25 @@ impl PgStore {
             .bind(changes.description.as_ref().map(|d| d.as_str()))
             .bind(changes.status.map(TaskStatus::as_str))
             .bind(now)
+            .bind(expected)
             .fetch_optional(&self.pool)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
-    pub(super) async fn delete_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
-        let sql = format!("DELETE FROM tasks WHERE id = $1 RETURNING {COLUMNS}");
+    pub(super) async fn delete_task(
+        &self,
+        id: TaskId,
+        expected: Option<DateTime<Utc>>,
+    ) -> Result<Option<Task>, StorageError> {
+        let sql = format!(
+            "DELETE FROM tasks WHERE id = $1 AND ($2::timestamptz IS NULL OR updated_at = $2) \
+             RETURNING {COLUMNS}"
+        );
         sqlx::query_as::<_, Row>(&sql)
             .bind(id.get())
+            .bind(expected)
             .fetch_optional(&self.pool)
             .await?
             .map(Task::try_from)

@@ -31,6 +31,9 @@ for_each_backend!(
     hostile_strings_are_stored_byte_identically,
     wrong_method_is_405_with_allow_and_unknown_route_is_404,
     every_response_carries_security_headers_and_a_request_id,
+    reads_carry_a_strong_etag_and_if_none_match_answers_304,
+    a_stale_if_match_is_412_and_writes_nothing,
+    two_writers_using_if_match_cannot_overwrite_each_other,
 );
 
 pub async fn creating_a_task_answers_201_with_location_and_the_task(app: TestApp) {
@@ -699,6 +702,157 @@ pub async fn every_response_carries_security_headers_and_a_request_id(app: TestA
 
 /// Name, content type, body, expected status, expected error code.
 type BadBody<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+
+pub async fn reads_carry_a_strong_etag_and_if_none_match_answers_304(app: TestApp) {
+    let created = app.create(json!({"title": "versioned"})).await;
+    let path = format!("/tasks/{}", created.task_id());
+    let etag = created.headers["etag"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "not a strong tag: {etag}"
+    );
+    let read = app.get(&path).await;
+    assert_eq!(read.headers["etag"], etag.as_str());
+
+    for tag in [
+        etag.clone(),
+        format!("W/{etag}"),
+        "*".into(),
+        format!("\"x\", {etag}"),
+    ] {
+        let reply = app
+            .client
+            .get(app.url(&path))
+            .header("if-none-match", &tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.status(),
+            StatusCode::NOT_MODIFIED,
+            "If-None-Match: {tag}"
+        );
+        assert_eq!(reply.headers()["etag"], etag.as_str());
+        assert!(reply.bytes().await.unwrap().is_empty());
+    }
+    let patched = app
+        .call(Method::PATCH, &path, Some(json!({"status": "completed"})))
+        .await;
+    let new_etag = patched.headers["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_etag, etag, "an update must change the ETag");
+    let reply = app
+        .client
+        .get(app.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status(),
+        StatusCode::OK,
+        "a stale If-None-Match must get the new task"
+    );
+}
+
+pub async fn a_stale_if_match_is_412_and_writes_nothing(app: TestApp) {
+    let created = app.create(json!({"title": "original"})).await;
+    let id = created.task_id();
+    let path = format!("/tasks/{id}");
+    let old = created.headers["etag"].to_str().unwrap().to_owned();
+    app.call(
+        Method::PATCH,
+        &path,
+        Some(json!({"description": "moved on"})),
+    )
+    .await;
+    let current = app.get(&path).await;
+
+    let stale = [
+        old.clone(),
+        format!("W/{}", current.headers["etag"].to_str().unwrap()),
+        "\"999-1\"".into(),
+        "garbage".into(),
+    ];
+    for tag in &stale {
+        let requests = [
+            app.client
+                .put(app.url(&path))
+                .json(&json!({"title": "overwritten"})),
+            app.client
+                .patch(app.url(&path))
+                .json(&json!({"title": "overwritten"})),
+            app.client.delete(app.url(&path)),
+        ];
+        for request in requests {
+            let reply =
+                crate::helpers::read(request.header("if-match", tag).send().await.unwrap()).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::PRECONDITION_FAILED,
+                "If-Match {tag}: {}",
+                reply.text
+            );
+            assert_eq!(reply.error_code(), "precondition_failed");
+        }
+    }
+    assert_eq!(
+        app.get(&path).await.body,
+        current.body,
+        "a refused write changed the task"
+    );
+
+    // The current tag, or *, lets the write through.
+    let tag = current.headers["etag"].to_str().unwrap();
+    let reply = app
+        .client
+        .put(app.url(&path))
+        .header("if-match", tag)
+        .json(&json!({"title": "updated"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let reply = app
+        .client
+        .delete(app.url(&path))
+        .header("if-match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    // A conditional write to a task that no longer exists fails its precondition.
+    let reply = app
+        .client
+        .delete(app.url(&path))
+        .header("if-match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::PRECONDITION_FAILED);
+}
+
+pub async fn two_writers_using_if_match_cannot_overwrite_each_other(app: TestApp) {
+    let created = app.create(json!({"title": "shared"})).await;
+    let path = format!("/tasks/{}", created.task_id());
+    let seen = app.get(&path).await.headers["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // Both clients read version `seen`, then race to write.
+    let write = |title: &'static str| {
+        app.client
+            .patch(app.url(&path))
+            .header("if-match", &seen)
+            .json(&json!({"title": title}))
+            .send()
+    };
+    let (a, b) = tokio::join!(write("from A"), write("from B"));
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 412], "exactly one writer may win");
+    let title = app.get(&path).await.body["data"]["title"].clone();
+    assert!(title == "from A" || title == "from B");
+}
 
 fn ids_of(body: &Value) -> Vec<Value> {
     body["data"]
