@@ -14,6 +14,9 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+use crate::backup::RetentionPolicy;
+use crate::backup::schedule::Schedule;
+
 /// Everything a configuration error can be; each renders as one line naming the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -91,9 +94,16 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Where backups are written.
-    #[arg(long, env = "BACKUP_DIR", default_value = "./backups")]
-    pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub backups: BackupDirArgs,
+    /// Take a backup this often while serving (e.g. 6h); off by default.
+    #[arg(long, env = "BACKUP_EVERY", value_parser = humantime::parse_duration)]
+    pub backup_every: Option<Duration>,
+    /// Take a backup every day at this time, HH:MM in UTC, while serving; off by default.
+    #[arg(long, env = "BACKUP_AT", value_parser = crate::backup::schedule::parse_daily_time)]
+    pub backup_at: Option<chrono::NaiveTime>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Skip applying migrations at start (the service then waits until they are applied).
     #[arg(long = "no-migrate", env = "NO_MIGRATE", default_value_t = false)]
     pub no_migrate: bool,
@@ -107,6 +117,38 @@ pub struct ServerArgs {
     /// After the listener closes, how long in-flight requests may take before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+/// Where backups live.
+#[derive(Debug, Clone, Args)]
+pub struct BackupDirArgs {
+    /// Directory of backup files.
+    #[arg(long, env = "BACKUP_DIR", default_value = "./backups")]
+    pub backup_dir: PathBuf,
+}
+
+/// How many backups to keep when pruning.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RetentionArgs {
+    /// Keep this many newest backups.
+    #[arg(long, env = "BACKUP_KEEP_LAST", default_value_t = 7)]
+    pub keep_last: usize,
+    /// Keep the newest backup of each of this many most recent days (UTC).
+    #[arg(long, env = "BACKUP_KEEP_DAILY", default_value_t = 7)]
+    pub keep_daily: usize,
+    /// Keep the newest backup of each of this many most recent ISO weeks.
+    #[arg(long, env = "BACKUP_KEEP_WEEKLY", default_value_t = 4)]
+    pub keep_weekly: usize,
+}
+
+impl From<RetentionArgs> for RetentionPolicy {
+    fn from(args: RetentionArgs) -> Self {
+        Self {
+            keep_last: args.keep_last,
+            keep_daily: args.keep_daily,
+            keep_weekly: args.keep_weekly,
+        }
+    }
 }
 
 /// Where the tasks live.
@@ -281,6 +323,8 @@ pub struct Config {
     pub port: u16,
     pub db: DatabaseSettings,
     pub backup_dir: PathBuf,
+    pub backup_schedule: Schedule,
+    pub retention: RetentionPolicy,
     pub migrate_on_start: bool,
     pub max_concurrent_requests: usize,
     pub shutdown_drain_delay: Duration,
@@ -295,6 +339,8 @@ impl Config {
             port: 3000,
             db: DatabaseSettings::new(database),
             backup_dir: PathBuf::from("./backups"),
+            backup_schedule: Schedule::default(),
+            retention: RetentionPolicy::default(),
             migrate_on_start: true,
             max_concurrent_requests: 256,
             shutdown_drain_delay: Duration::ZERO,
@@ -307,7 +353,12 @@ impl Config {
             bind_address: server.bind_address,
             port: server.port,
             db: DatabaseSettings::try_from(db)?,
-            backup_dir: server.backup_dir,
+            backup_dir: server.backups.backup_dir,
+            backup_schedule: Schedule {
+                every: server.backup_every,
+                daily_at: server.backup_at,
+            },
+            retention: server.retention.into(),
             migrate_on_start: !server.no_migrate,
             max_concurrent_requests: server.max_concurrent_requests as usize,
             shutdown_drain_delay: server.shutdown_drain_delay,

@@ -1,13 +1,15 @@
 //! task-api: a task manager REST API over PostgreSQL or embedded SQLite.
 //!
 //! Where things live:
-//! - [`cli`]: the `task-api` command line (serve, migrate, healthcheck);
+//! - [`cli`]: the `task-api` command line (serve, migrate, healthcheck, backups, drill);
+//! - [`backup`]: backup files, restore, retention, the recovery drill, schedules;
 //! - [`config`]: settings from the environment, parsed once into typed values;
 //! - [`domain`]: validated task types, the only input storage accepts;
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
 //! - [`startup`]: binding, serving, background schema preparation, graceful shutdown.
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::backup;
 use crate::config::{Config, DatabaseConfig};
 use crate::http::{self, AppState};
 use crate::storage::{Database, StorageError};
@@ -48,7 +49,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?;
         Ok(Self {
             listener,
-            state: AppState::new(db),
+            state: AppState::new(db, config.backup_dir.clone()),
             config,
         })
     }
@@ -78,8 +79,33 @@ impl Application {
         } = self;
         log_effective_config(&config, listener.local_addr().ok());
 
-        let schema = tokio::spawn(prepare_schema(state.clone(), config.migrate_on_start));
         let stop_serving = CancellationToken::new();
+        let schema = tokio::spawn(prepare_schema(state.clone(), config.migrate_on_start));
+        let backups = config.backup_schedule.is_enabled().then(|| {
+            let state = state.clone();
+            let (dir, schedule, policy) = (
+                config.backup_dir.clone(),
+                config.backup_schedule,
+                config.retention,
+            );
+            let stopped = stop_serving.clone();
+            tokio::spawn(async move {
+                // Backing up a database whose schema is not ready would only fail.
+                while !state.schema_ready() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let observer = state.metrics().backup().clone();
+                backup::schedule::run(
+                    state.db().clone(),
+                    dir,
+                    schedule,
+                    policy,
+                    &observer,
+                    stopped.cancelled_owned(),
+                )
+                .await;
+            })
+        });
         tokio::spawn(drain_on(
             shutdown,
             state.clone(),
@@ -104,6 +130,9 @@ impl Application {
             ),
         }
         schema.abort();
+        if let Some(backups) = backups {
+            backups.abort();
+        }
         // Connections still checked out belong to abandoned requests: do not wait long.
         let _ = tokio::time::timeout(Duration::from_secs(1), state.db().close()).await;
         tracing::info!("stopped");
@@ -180,6 +209,8 @@ fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
         db_acquire_timeout = ?config.db.pool.acquire_timeout,
         db_statement_timeout = ?config.db.pool.statement_timeout,
         backup_dir = %config.backup_dir.display(),
+        backup_every = ?config.backup_schedule.every,
+        backup_at = ?config.backup_schedule.daily_at,
         migrate_on_start = config.migrate_on_start,
         max_concurrent_requests = config.max_concurrent_requests,
         shutdown_drain_delay = ?config.shutdown_drain_delay,

@@ -34,6 +34,11 @@ pub struct HealthReport {
     pub schema_version: Option<i64>,
     /// `current`, `pending` or `unknown`.
     pub migrations: &'static str,
+    /// When the newest backup in `BACKUP_DIR` was taken, if any is there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_backup_age_seconds: Option<i64>,
 }
 
 /// Service and database health: 200 when the database answers and its schema is current.
@@ -63,6 +68,11 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         None => "unknown",
     };
     let healthy = latency.is_some() && migrations == "current";
+    // Reading a directory listing is cheap; the files themselves are not opened here.
+    let newest_backup = crate::backup::newest(state.backup_dir())
+        .ok()
+        .flatten()
+        .map(|f| f.taken_at);
     let report = HealthReport {
         status: if healthy { "healthy" } else { "unhealthy" },
         database: if latency.is_some() {
@@ -76,6 +86,13 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         database_latency_ms: latency.map(|d| (d.as_secs_f64() * 1e5).round() / 100.0),
         schema_version: schema.and_then(|s| s.applied),
         migrations,
+        last_backup: newest_backup.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        last_backup_age_seconds: newest_backup.map(|t| {
+            chrono::Utc::now()
+                .signed_duration_since(t)
+                .num_seconds()
+                .max(0)
+        }),
     };
     let status = if healthy {
         StatusCode::OK

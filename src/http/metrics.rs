@@ -17,6 +17,8 @@ use prometheus_client::registry::Registry;
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::backup::BackupOutcome;
+use crate::backup::schedule::RunObserver;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -37,6 +39,70 @@ struct BuildLabels {
 }
 
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Outcomes of scheduled backups, so a failing schedule shows on a dashboard the same day.
+#[derive(Clone, Default)]
+pub struct BackupMetrics {
+    last_success: FloatGauge,
+    last_duration: FloatGauge,
+    last_size: Gauge,
+    last_rows: Gauge,
+    successes: Counter,
+    failures: Counter,
+}
+
+impl BackupMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the last successful scheduled backup",
+            self.last_success.clone(),
+        );
+        registry.register(
+            "backup_last_duration_seconds",
+            "Duration of the last successful scheduled backup",
+            self.last_duration.clone(),
+        );
+        registry.register(
+            "backup_last_size_bytes",
+            "Size of the last successful scheduled backup file",
+            self.last_size.clone(),
+        );
+        registry.register(
+            "backup_last_rows",
+            "Tasks in the last successful scheduled backup",
+            self.last_rows.clone(),
+        );
+        registry.register(
+            "backup_successes",
+            "Scheduled backups that succeeded",
+            self.successes.clone(),
+        );
+        registry.register(
+            "backup_failures",
+            "Scheduled backups that failed",
+            self.failures.clone(),
+        );
+    }
+}
+
+impl RunObserver for BackupMetrics {
+    fn succeeded(&self, outcome: &BackupOutcome) {
+        self.last_success
+            .set(outcome.taken_at.timestamp_millis() as f64 / 1000.0);
+        self.last_duration.set(outcome.duration.as_secs_f64());
+        self.last_size
+            .set(i64::try_from(outcome.size).unwrap_or(i64::MAX));
+        self.last_rows
+            .set(i64::try_from(outcome.rows).unwrap_or(i64::MAX));
+        self.successes.inc();
+    }
+
+    fn failed(&self) {
+        self.failures.inc();
+    }
+}
 
 /// The service's metrics and the registry that renders them.
 pub struct Metrics {
@@ -47,6 +113,7 @@ pub struct Metrics {
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
     build_info: Family<BuildLabels, Gauge>,
+    backup: BackupMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -95,8 +162,11 @@ impl Metrics {
             "Always 1; labels carry the version and the storage backend",
             build_info.clone(),
         );
+        let backup = BackupMetrics::default();
+        backup.register(&mut registry);
         Self {
             registry,
+            backup,
             requests,
             durations,
             in_flight,
@@ -104,6 +174,10 @@ impl Metrics {
             pool_max,
             build_info,
         }
+    }
+
+    pub fn backup(&self) -> &BackupMetrics {
+        &self.backup
     }
 
     /// Renders every metric in the Prometheus text format, refreshing the gauges first.

@@ -1,5 +1,6 @@
 //! The state every handler shares.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -15,6 +16,7 @@ pub struct AppState {
 
 struct Inner {
     db: Database,
+    backup_dir: PathBuf,
     metrics: Metrics,
     started: Instant,
     /// Set once the schema is known to be current; until then task routes answer 503.
@@ -24,10 +26,11 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(db: Database) -> Self {
+    pub fn new(db: Database, backup_dir: PathBuf) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
+                backup_dir,
                 metrics: Metrics::new(),
                 started: Instant::now(),
                 schema_ready: AtomicBool::new(false),
@@ -38,6 +41,10 @@ impl AppState {
 
     pub fn db(&self) -> &Database {
         &self.inner.db
+    }
+
+    pub fn backup_dir(&self) -> &Path {
+        &self.inner.backup_dir
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -17,6 +17,8 @@ pub enum StorageError {
     Query(#[source] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
     #[error("cannot create the data directory {path}")]
     DataDir {
         path: PathBuf,

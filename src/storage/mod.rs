@@ -33,6 +33,43 @@ pub enum WriteOutcome {
     Stale,
 }
 
+/// Tasks travel between storage and backup files in batches of this many.
+pub const BATCH_ROWS: usize = 1000;
+
+/// What an export saw: every task of one snapshot went to the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub rows: u64,
+    /// The highest id ever handed out (the id sequence), which may exceed the largest id left.
+    pub id_high_water: i64,
+    pub schema_version: i64,
+}
+
+/// What a restore feeds storage: batches of tasks, then `End` once the whole file checked out.
+/// A channel that closes without `End` rolls the import back.
+#[derive(Debug)]
+pub enum ImportBatch {
+    Tasks(Vec<Task>),
+    End { id_high_water: i64 },
+}
+
+/// Why an import was refused or rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the database already holds {0} tasks: restore with --force to replace them")]
+    NotEmpty(i64),
+    #[error("the backup stream ended early: nothing was restored")]
+    Incomplete,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for ImportError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(error.into())
+    }
+}
+
 /// Whether the database schema matches what this binary expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaStatus {
@@ -211,6 +248,48 @@ impl Database {
                 None => WriteOutcome::NotFound,
             },
         })
+    }
+
+    /// Streams every task of one consistent snapshot, in id order, to `sink` in batches.
+    /// Stops early (without error) if the receiving side goes away.
+    pub async fn export(
+        &self,
+        sink: tokio::sync::mpsc::Sender<Vec<Task>>,
+    ) -> Result<ExportSummary, StorageError> {
+        match &self.backend {
+            Backend::Postgres(s) => s.export(sink).await,
+            Backend::Sqlite(s) => s.export(sink).await,
+        }
+    }
+
+    /// Loads tasks in one transaction, keeping their ids, and moves the id sequence past
+    /// `id_high_water`. Refuses a database holding tasks unless `replace`, which deletes them
+    /// in the same transaction. Commits only after [`ImportBatch::End`].
+    pub async fn import(
+        &self,
+        batches: tokio::sync::mpsc::Receiver<ImportBatch>,
+        replace: bool,
+    ) -> Result<u64, ImportError> {
+        match &self.backend {
+            Backend::Postgres(s) => s.import(batches, replace).await,
+            Backend::Sqlite(s) => s.import(batches, replace).await,
+        }
+    }
+
+    /// Creates an empty database beside this one on the same server (PostgreSQL only).
+    pub async fn create_sibling_database(&self, name: &str) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Postgres(s) => s.create_database(name).await,
+            Backend::Sqlite(_) => Err(StorageError::Unsupported("sibling databases on SQLite")),
+        }
+    }
+
+    /// Drops a database created by [`Self::create_sibling_database`].
+    pub async fn drop_sibling_database(&self, name: &str) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Postgres(s) => s.drop_database(name).await,
+            Backend::Sqlite(_) => Err(StorageError::Unsupported("sibling databases on SQLite")),
+        }
     }
 
     pub fn pool_stats(&self) -> PoolStats {

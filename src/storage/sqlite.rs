@@ -5,12 +5,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{FromRow, QueryBuilder, Sqlite};
+use tokio::sync::mpsc;
 
-use super::{PoolStats, SchemaStatus, StorageError, TaskPage, schema_status, task_from_row};
+use super::{
+    BATCH_ROWS, ExportSummary, ImportBatch, ImportError, PoolStats, SchemaStatus, StorageError,
+    TaskPage, schema_status, task_from_row,
+};
 use crate::config::PoolConfig;
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
 
@@ -209,6 +214,109 @@ impl SqliteStore {
             .await?
             .map(Task::try_from)
             .transpose()
+    }
+
+    pub(super) async fn export(
+        &self,
+        sink: mpsc::Sender<Vec<Task>>,
+    ) -> Result<ExportSummary, StorageError> {
+        // In WAL mode a read transaction sees one snapshot while writers go on.
+        let mut tx = self.pool.begin().await?;
+        let sequence_high: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let schema_version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let sql = format!("SELECT {COLUMNS} FROM tasks ORDER BY id");
+        let mut rows = sqlx::query_as::<_, Row>(&sql).fetch(&mut *tx);
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        let (mut count, mut max_id) = (0_u64, 0_i64);
+        while let Some(row) = rows.try_next().await? {
+            let task = Task::try_from(row)?;
+            max_id = max_id.max(task.id.get());
+            batch.push(task);
+            if batch.len() == BATCH_ROWS {
+                count += BATCH_ROWS as u64;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                if sink.send(full).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(rows);
+        count += batch.len() as u64;
+        if !batch.is_empty() {
+            let _ = sink.send(batch).await;
+        }
+        tx.commit().await?;
+        Ok(ExportSummary {
+            rows: count,
+            id_high_water: sequence_high.max(max_id),
+            schema_version,
+        })
+    }
+
+    pub(super) async fn import(
+        &self,
+        mut batches: mpsc::Receiver<ImportBatch>,
+        replace: bool,
+    ) -> Result<u64, ImportError> {
+        let mut tx = self.pool.begin().await?;
+        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+            .fetch_one(&mut *tx)
+            .await?;
+        if existing > 0 {
+            if !replace {
+                return Err(ImportError::NotEmpty(existing));
+            }
+            sqlx::query("DELETE FROM tasks").execute(&mut *tx).await?;
+        }
+        let (mut rows, mut max_id) = (0_u64, 0_i64);
+        let id_high_water = loop {
+            match batches.recv().await {
+                Some(ImportBatch::Tasks(tasks)) => {
+                    for task in tasks {
+                        sqlx::query(
+                            "INSERT INTO tasks (id, title, description, status, created_at, updated_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )
+                        .bind(task.id.get())
+                        .bind(&task.title)
+                        .bind(&task.description)
+                        .bind(task.status.as_str())
+                        .bind(task.created_at.timestamp_millis())
+                        .bind(task.updated_at.timestamp_millis())
+                        .execute(&mut *tx)
+                        .await?;
+                        max_id = max_id.max(task.id.get());
+                        rows += 1;
+                    }
+                }
+                Some(ImportBatch::End { id_high_water }) => break id_high_water,
+                // Dropping the transaction rolls everything back.
+                None => return Err(ImportError::Incomplete),
+            }
+        };
+        // AUTOINCREMENT keeps its high-water mark here; never move it backwards.
+        let next = id_high_water.max(max_id);
+        let updated =
+            sqlx::query("UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'tasks'")
+                .bind(next)
+                .execute(&mut *tx)
+                .await?;
+        if updated.rows_affected() == 0 && next > 0 {
+            sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES ('tasks', ?1)")
+                .bind(next)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
     }
 
     pub(super) fn pool_stats(&self) -> PoolStats {

@@ -35,6 +35,7 @@ macro_rules! for_each_backend {
     };
 }
 
+mod backups;
 mod contract;
 mod docs;
 mod operations;

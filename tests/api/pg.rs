@@ -100,6 +100,11 @@ impl PgServer {
         Ok(server)
     }
 
+    /// Where the PostgreSQL client and server programs are.
+    pub fn bin_dir(&self) -> &std::path::Path {
+        &self.bin
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }

@@ -15,7 +15,7 @@ use crate::pg::{self, free_port};
 const SECRET: &str = "Sup3r-Secret-Pa55word";
 
 /// The binary with a clean environment: nothing from the developer's shell leaks in.
-fn task_api(dir: &Path) -> Command {
+pub fn task_api(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_task-api"));
     command
         .env_clear()
@@ -28,13 +28,13 @@ fn task_api(dir: &Path) -> Command {
     command
 }
 
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let output = task_api(dir)
         .args(args)
         .envs(envs.iter().copied())
@@ -71,7 +71,7 @@ impl Server {
         Self { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 

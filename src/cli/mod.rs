@@ -5,17 +5,23 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, DatabaseArgs, DatabaseSettings, ServerArgs};
+use crate::backup::schedule;
+use crate::config::{
+    BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings, RetentionArgs, ServerArgs,
+};
 use crate::healthcheck;
 use crate::startup::{self, Application};
 use crate::storage::Database;
 use crate::telemetry::{self, LogFormat, error_chain};
+
+mod commands;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +56,82 @@ enum Command {
     },
     /// Probe the running server once (exit 0 when healthy, 1 otherwise); for HEALTHCHECK.
     Healthcheck(HealthcheckArgs),
+    /// Write one backup into BACKUP_DIR and print a summary; with --every/--at, keep taking
+    /// them on that schedule (pruning after each) until stopped.
+    Backup(BackupArgs),
+    /// Restore a backup: checked in full first, loaded in one transaction.
+    Restore(RestoreArgs),
+    /// List, verify or prune the backups in BACKUP_DIR.
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
+    /// Disaster-recovery drill: back up, restore into a scratch database, compare every row,
+    /// report the recovery time.
+    Drill {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        dir: BackupDirArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    #[command(flatten)]
+    dir: BackupDirArgs,
+    /// Run as a scheduler: a backup this often (e.g. 24h), counted from the newest backup.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    every: Option<Duration>,
+    /// Run as a scheduler: a backup every day at HH:MM (UTC).
+    #[arg(long, value_parser = schedule::parse_daily_time)]
+    at: Option<chrono::NaiveTime>,
+    #[command(flatten)]
+    retention: RetentionArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "latest"])))]
+struct RestoreArgs {
+    /// The backup file to restore.
+    file: Option<PathBuf>,
+    /// Restore the newest backup in BACKUP_DIR.
+    #[arg(long)]
+    latest: bool,
+    /// Replace the tasks the database holds (in the same transaction as the load).
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    db: DatabaseArgs,
+    #[command(flatten)]
+    dir: BackupDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupsCommand {
+    /// Every backup, newest first, with size, tasks, age and whether it verifies.
+    List {
+        #[command(flatten)]
+        dir: BackupDirArgs,
+    },
+    /// Read backups end to end and check them (all of BACKUP_DIR, or one file).
+    Verify {
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        dir: BackupDirArgs,
+    },
+    /// Delete the good backups the retention policy does not keep.
+    Prune {
+        #[command(flatten)]
+        dir: BackupDirArgs,
+        #[command(flatten)]
+        retention: RetentionArgs,
+        /// Say what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +235,25 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             runtime(true)?.block_on(migrate(settings))
         }
         Command::Healthcheck(args) => runtime(false)?.block_on(probe(args)),
+        Command::Backup(args) => {
+            let settings = DatabaseSettings::try_from(args.db.clone())?;
+            telemetry::init(cli.log_format);
+            runtime(true)?.block_on(commands::backup(settings, args))
+        }
+        Command::Restore(args) => {
+            let settings = DatabaseSettings::try_from(args.db.clone())?;
+            telemetry::init(cli.log_format);
+            runtime(true)?.block_on(commands::restore(settings, args))
+        }
+        Command::Backups { command } => {
+            telemetry::init(cli.log_format);
+            runtime(true)?.block_on(commands::backups(command))
+        }
+        Command::Drill { db, dir } => {
+            let settings = DatabaseSettings::try_from(db)?;
+            telemetry::init(cli.log_format);
+            runtime(true)?.block_on(commands::drill(settings, dir.backup_dir))
+        }
     }
 }
 

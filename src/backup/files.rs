@@ -1,0 +1,180 @@
+//! Backup files on disk: names, listing, and the atomic step that makes a backup visible.
+//!
+//! A backup is written under a hidden temporary name (`.taskmanager_backup_….partial`) and only
+//! gets its real name once complete and synced, so nothing that looks for backups can ever pick
+//! up a half-written one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use super::BackupError;
+
+pub const PREFIX: &str = "taskmanager_backup_";
+pub const EXTENSION: &str = ".jsonl.zst";
+const PARTIAL: &str = ".partial";
+/// A partial file untouched this long belongs to a backup that died.
+const STALE_PARTIAL_AGE: Duration = Duration::from_secs(3600);
+
+/// A complete-looking backup file (its content is checked elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub size: u64,
+    /// When it was taken, from its name (UTC).
+    pub taken_at: DateTime<Utc>,
+}
+
+/// `taskmanager_backup_YYYYMMDD_HHMMSS[_N].jsonl.zst` → the time in it.
+pub fn parse_name(name: &str) -> Option<DateTime<Utc>> {
+    let stem = name.strip_prefix(PREFIX)?.strip_suffix(EXTENSION)?;
+    let (stamp, rest) = stem.split_at_checked(15)?;
+    if !(rest.is_empty()
+        || rest
+            .strip_prefix('_')
+            .is_some_and(|n| n.parse::<u32>().is_ok()))
+    {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn name_for(taken_at: DateTime<Utc>, attempt: u32) -> String {
+    let stamp = taken_at.format("%Y%m%d_%H%M%S");
+    if attempt == 0 {
+        format!("{PREFIX}{stamp}{EXTENSION}")
+    } else {
+        format!("{PREFIX}{stamp}_{attempt}{EXTENSION}")
+    }
+}
+
+/// The hidden name a backup is written under until it is complete.
+pub fn partial_path(dir: &Path, taken_at: DateTime<Utc>) -> PathBuf {
+    dir.join(format!(
+        ".{}.{}{PARTIAL}",
+        name_for(taken_at, 0),
+        std::process::id()
+    ))
+}
+
+/// Gives a complete, synced backup its real name, never replacing an existing backup, and
+/// syncs the directory so the name survives a crash.
+pub fn publish(
+    partial: &Path,
+    dir: &Path,
+    taken_at: DateTime<Utc>,
+) -> Result<PathBuf, BackupError> {
+    for attempt in 0..1000 {
+        let target = dir.join(name_for(taken_at, attempt));
+        // A hard link fails if the name exists: two backups in one second cannot collide.
+        match fs::hard_link(partial, &target) {
+            Ok(()) => {
+                fs::remove_file(partial).map_err(|e| BackupError::io(partial, e))?;
+                sync_dir(dir)?;
+                return Ok(target);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // Some filesystems have no hard links: fall back to a checked rename.
+            Err(_) if !target.exists() => {
+                fs::rename(partial, &target).map_err(|e| BackupError::io(&target, e))?;
+                sync_dir(dir)?;
+                return Ok(target);
+            }
+            Err(_) => {}
+        }
+    }
+    Err(BackupError::io(
+        dir,
+        std::io::Error::other("no free backup name for this second"),
+    ))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| BackupError::io(dir, e))
+}
+
+/// Every backup file in `dir`, newest first. A missing directory holds no backups.
+pub fn list(dir: &Path) -> Result<Vec<BackupFile>, BackupError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BackupError::io(dir, e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| BackupError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(taken_at) = parse_name(&name) else {
+            continue;
+        };
+        let meta = entry
+            .metadata()
+            .map_err(|e| BackupError::io(&entry.path(), e))?;
+        if meta.is_file() {
+            files.push(BackupFile {
+                path: entry.path(),
+                name,
+                size: meta.len(),
+                taken_at,
+            });
+        }
+    }
+    files.sort_by(|a, b| {
+        b.taken_at
+            .cmp(&a.taken_at)
+            .then_with(|| b.name.cmp(&a.name))
+    });
+    Ok(files)
+}
+
+/// Partial files left by backups that died (not touched for an hour).
+pub fn stale_partials(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let now = SystemTime::now();
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&format!(".{PREFIX}")) && name.ends_with(PARTIAL)
+        })
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > STALE_PARTIAL_AGE)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_time_and_an_optional_counter() {
+        let t = parse_name("taskmanager_backup_20261125_193000.jsonl.zst").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-25T19:30:00+00:00");
+        assert!(parse_name("taskmanager_backup_20261125_193000_2.jsonl.zst").is_some());
+        for other in [
+            ".taskmanager_backup_20261125_193000.jsonl.zst.1.partial",
+            "taskmanager_backup_20261125_193000.sql",
+            "taskmanager_backup_2026112_193000.jsonl.zst",
+            "taskmanager_backup_20261125_193000_x.jsonl.zst",
+            "notes.txt",
+        ] {
+            assert!(parse_name(other).is_none(), "{other}");
+        }
+        assert_eq!(parse_name(&name_for(t, 3)), Some(t));
+    }
+}

@@ -1,0 +1,312 @@
+//! The backup file format (documented for humans in `docs/backup-format.md`).
+//!
+//! A zstd-compressed stream (frame checksum on) of JSON lines: one header object, one object
+//! per task in id order, one trailer object holding the row count, the highest id ever handed
+//! out, and the SHA-256 of every uncompressed byte before the trailer line.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::BackupError;
+use crate::domain::{Task, TaskDescription, TaskId, TaskStatus, TaskTitle};
+
+pub const FORMAT_NAME: &str = "task-api-backup";
+/// Bumped on any change an older reader could not read correctly.
+pub const FORMAT_VERSION: u32 = 1;
+/// Fast and still a good ratio on text; higher levels cost more time than they save space.
+const ZSTD_LEVEL: i32 = 3;
+
+/// The first line of a backup: what it is and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub format_version: u32,
+    pub app_version: String,
+    pub schema_version: i64,
+    pub source_backend: String,
+    pub created_at: String,
+}
+
+impl Header {
+    pub fn new(schema_version: i64, source_backend: &str, created_at: DateTime<Utc>) -> Self {
+        Self {
+            format: FORMAT_NAME.to_owned(),
+            format_version: FORMAT_VERSION,
+            app_version: env!("CARGO_PKG_VERSION").to_owned(),
+            schema_version,
+            source_backend: source_backend.to_owned(),
+            created_at: timestamp(created_at),
+        }
+    }
+
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.created_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// One task, exactly as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    id: i64,
+    title: String,
+    description: String,
+    status: String,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The last line: what a reader checks the rest against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trailer {
+    pub rows: u64,
+    /// The highest id the source had ever handed out: restore moves the sequence past it, so
+    /// an id deleted before the backup is not given out again either.
+    pub id_high_water: i64,
+    pub sha256: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrailerLine {
+    trailer: Trailer,
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Writes a backup to `path` (a temporary name: the caller renames it once complete).
+pub struct Writer {
+    path: PathBuf,
+    encoder: zstd::Encoder<'static, BufWriter<File>>,
+    hasher: Sha256,
+    rows: u64,
+    line: Vec<u8>,
+}
+
+impl Writer {
+    pub fn create(path: &Path, header: &Header) -> Result<Self, BackupError> {
+        let io = |source| BackupError::io(path, source);
+        let file = File::create(path).map_err(io)?;
+        let mut encoder =
+            zstd::Encoder::new(BufWriter::with_capacity(1 << 16, file), ZSTD_LEVEL).map_err(io)?;
+        encoder.include_checksum(true).map_err(io)?;
+        let mut writer = Self {
+            path: path.to_owned(),
+            encoder,
+            hasher: Sha256::new(),
+            rows: 0,
+            line: Vec::with_capacity(1024),
+        };
+        writer.write_line(header)?;
+        Ok(writer)
+    }
+
+    fn write_line(&mut self, value: &impl Serialize) -> Result<(), BackupError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, value)
+            .map_err(|e| BackupError::io(&self.path, std::io::Error::other(e)))?;
+        self.line.push(b'\n');
+        self.hasher.update(&self.line);
+        self.encoder
+            .write_all(&self.line)
+            .map_err(|e| BackupError::io(&self.path, e))
+    }
+
+    pub fn write_task(&mut self, task: &Task) -> Result<(), BackupError> {
+        let record = Record {
+            id: task.id.get(),
+            title: task.title.clone(),
+            description: task.description.clone(),
+            status: task.status.as_str().to_owned(),
+            created_at: timestamp(task.created_at),
+            updated_at: timestamp(task.updated_at),
+        };
+        self.write_line(&record)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Appends the trailer and makes the bytes durable; returns the trailer.
+    pub fn finish(mut self, id_high_water: i64) -> Result<Trailer, BackupError> {
+        let trailer = Trailer {
+            rows: self.rows,
+            id_high_water,
+            sha256: format!("{:x}", self.hasher.clone().finalize()),
+        };
+        self.line.clear();
+        serde_json::to_writer(
+            &mut self.line,
+            &TrailerLine {
+                trailer: trailer.clone(),
+            },
+        )
+        .map_err(|e| BackupError::io(&self.path, std::io::Error::other(e)))?;
+        self.line.push(b'\n');
+        let io = |source| BackupError::io(&self.path, source);
+        self.encoder.write_all(&self.line).map_err(io)?;
+        let buffered = self.encoder.finish().map_err(io)?;
+        let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        Ok(trailer)
+    }
+}
+
+/// Reads a backup, checking every line as it goes; the trailer is checked at the end.
+pub struct Reader {
+    path: PathBuf,
+    lines: BufReader<zstd::Decoder<'static, BufReader<File>>>,
+    header: Header,
+    hasher: Sha256,
+    rows: u64,
+    line_number: u64,
+    line: String,
+    trailer: Option<Trailer>,
+}
+
+impl Reader {
+    /// Opens a backup and reads its header; refuses what is not a backup or is too new.
+    pub fn open(path: &Path) -> Result<Self, BackupError> {
+        let io = |source| BackupError::io(path, source);
+        let file = File::open(path).map_err(io)?;
+        let decoder = zstd::Decoder::new(file).map_err(io)?;
+        let mut reader = Self {
+            path: path.to_owned(),
+            lines: BufReader::with_capacity(1 << 16, decoder),
+            header: Header::new(0, "", Utc::now()),
+            hasher: Sha256::new(),
+            rows: 0,
+            line_number: 0,
+            line: String::with_capacity(1024),
+            trailer: None,
+        };
+        if !reader.read_line()? {
+            return Err(reader.corrupt("empty file"));
+        }
+        let header: Header = serde_json::from_str(&reader.line)
+            .map_err(|_| BackupError::NotABackup(path.to_owned()))?;
+        if header.format != FORMAT_NAME {
+            return Err(BackupError::NotABackup(path.to_owned()));
+        }
+        if header.format_version > FORMAT_VERSION {
+            return Err(BackupError::NewerFormat {
+                path: path.to_owned(),
+                version: header.format_version,
+            });
+        }
+        reader.hasher.update(reader.line.as_bytes());
+        reader.header = header;
+        Ok(reader)
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> BackupError {
+        BackupError::Corrupt {
+            path: self.path.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Reads the next line into `self.line`; false at the end of the stream.
+    fn read_line(&mut self) -> Result<bool, BackupError> {
+        self.line.clear();
+        match self.lines.read_line(&mut self.line) {
+            Ok(0) => Ok(false),
+            Ok(_) => {
+                self.line_number += 1;
+                if self.line.ends_with('\n') {
+                    Ok(true)
+                } else {
+                    Err(self.corrupt("truncated: the last line is incomplete"))
+                }
+            }
+            // Bad compressed data, a failed zstd checksum, a cut-off frame or invalid UTF-8.
+            Err(e) => Err(self.corrupt(format!("unreadable after line {}: {e}", self.line_number))),
+        }
+    }
+
+    /// The next task, or `None` once the trailer has been read and checked.
+    pub fn next_task(&mut self) -> Result<Option<Task>, BackupError> {
+        if self.trailer.is_some() {
+            return Ok(None);
+        }
+        if !self.read_line()? {
+            return Err(self.corrupt("truncated: no trailer"));
+        }
+        if self.line.starts_with("{\"trailer\"") {
+            let TrailerLine { trailer } = serde_json::from_str(&self.line).map_err(|e| {
+                self.corrupt(format!("line {}: bad trailer: {e}", self.line_number))
+            })?;
+            self.check_trailer(&trailer)?;
+            self.trailer = Some(trailer);
+            return Ok(None);
+        }
+        self.hasher.update(self.line.as_bytes());
+        let record: Record = serde_json::from_str(&self.line)
+            .map_err(|e| self.corrupt(format!("line {}: {e}", self.line_number)))?;
+        let task = task_from_record(record)
+            .map_err(|e| self.corrupt(format!("line {}: {e}", self.line_number)))?;
+        self.rows += 1;
+        Ok(Some(task))
+    }
+
+    fn check_trailer(&mut self, trailer: &Trailer) -> Result<(), BackupError> {
+        if self.read_line()? {
+            return Err(self.corrupt("data after the trailer"));
+        }
+        if trailer.rows != self.rows {
+            return Err(self.corrupt(format!(
+                "row count mismatch: trailer says {}, file holds {}",
+                trailer.rows, self.rows
+            )));
+        }
+        let actual = format!("{:x}", self.hasher.clone().finalize());
+        if trailer.sha256 != actual {
+            return Err(self.corrupt("checksum mismatch: the content was altered"));
+        }
+        Ok(())
+    }
+
+    /// The trailer, once every task has been read.
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+}
+
+/// Validates a record exactly as the API validates input: a backup never loads what the API
+/// would refuse.
+fn task_from_record(r: Record) -> Result<Task, String> {
+    let id = TaskId::new(r.id).map_err(|e| e.to_string())?;
+    let title = TaskTitle::parse(&r.title).map_err(|e| e.to_string())?;
+    if title.as_str() != r.title {
+        return Err("title has surrounding whitespace".into());
+    }
+    TaskDescription::parse(&r.description).map_err(|e| e.to_string())?;
+    let status: TaskStatus = r
+        .status
+        .parse()
+        .map_err(|e: crate::domain::ValidationError| e.to_string())?;
+    let time = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("bad timestamp {s:?}: {e}"))
+    };
+    Ok(Task {
+        id,
+        title: r.title,
+        description: r.description,
+        status,
+        created_at: time(&r.created_at)?,
+        updated_at: time(&r.updated_at)?,
+    })
+}

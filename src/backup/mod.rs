@@ -1,0 +1,427 @@
+//! Backups that never lose a task: consistent snapshots streamed into self-describing,
+//! checksummed files, written atomically; restores that check the whole file first and load it
+//! in one transaction; retention; the disaster-recovery drill; scheduled runs.
+//!
+//! Works the same on both backends and across them, with no external tool (no `pg_dump`).
+
+mod files;
+mod format;
+pub mod retention;
+pub mod schedule;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::config::{DatabaseConfig, DatabaseSettings};
+use crate::domain::{self, Task};
+use crate::storage::{BATCH_ROWS, Database, ImportBatch, ImportError, StorageError};
+
+pub use files::{BackupFile, EXTENSION, PREFIX};
+pub use format::{FORMAT_VERSION, Header, Trailer};
+pub use retention::RetentionPolicy;
+
+/// Everything that can go wrong with a backup, each naming the file or directory concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: not a task-api backup")]
+    NotABackup(PathBuf),
+    #[error(
+        "{path}: written by a newer task-api (format version {version}); use that version to restore it"
+    )]
+    NewerFormat { path: PathBuf, version: u32 },
+    #[error("{path}: corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("no backups in {0}")]
+    NoBackups(PathBuf),
+    #[error(
+        "the database has no task-api schema yet: run `task-api migrate` (or start the service) first"
+    )]
+    NoSchema,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error("backup worker failed: {0}")]
+    Worker(String),
+}
+
+impl BackupError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for BackupError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::Worker(error.to_string())
+    }
+}
+
+/// A backup that was written and published.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    pub path: PathBuf,
+    pub size: u64,
+    pub rows: u64,
+    pub duration: Duration,
+    pub taken_at: DateTime<Utc>,
+}
+
+/// A backup file that was read end to end and checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub header: Header,
+    pub trailer: Trailer,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOutcome {
+    pub path: PathBuf,
+    pub rows: u64,
+    pub duration: Duration,
+    pub header: Header,
+}
+
+/// Removes a partial file unless the backup made it to its real name.
+struct PartialFile(Option<PathBuf>);
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // Nothing more can be done if this fails; the name marks it as partial anyway.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A progress display on an interactive terminal; hidden (and free) everywhere else.
+fn progress(total: Option<u64>, action: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(total) => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tasks ({per_sec}, {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} {pos} tasks ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.with_message(action)
+}
+
+/// Takes one backup of `db` into `dir` and returns what was written.
+pub async fn create(db: &Database, dir: &Path) -> Result<BackupOutcome, BackupError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir, e))?;
+    let taken_at = domain::now();
+    let schema_version = db
+        .schema_status()
+        .await?
+        .applied
+        .ok_or(BackupError::NoSchema)?;
+    let header = Header::new(schema_version, db.backend_name(), taken_at);
+    let partial_path = files::partial_path(dir, taken_at);
+    let mut partial = PartialFile(Some(partial_path.clone()));
+
+    let writer = format::Writer::create(&partial_path, &header)?;
+    let (sink, mut batches) = mpsc::channel::<Vec<Task>>(8);
+    let bar = progress(None, "backing up");
+    let shown = bar.clone();
+    // Compression and file I/O run on a blocking thread; the channel bounds memory.
+    let writing = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        while let Some(batch) = batches.blocking_recv() {
+            for task in &batch {
+                writer.write_task(task)?;
+            }
+            shown.inc(batch.len() as u64);
+        }
+        Ok::<_, BackupError>(writer)
+    });
+    let exported = db.export(sink).await;
+    let writer = writing.await??;
+    let summary = exported?;
+    let trailer =
+        tokio::task::spawn_blocking(move || writer.finish(summary.id_high_water)).await??;
+    bar.finish_and_clear();
+    if trailer.rows != summary.rows {
+        return Err(BackupError::Worker(format!(
+            "wrote {} of {} rows",
+            trailer.rows, summary.rows
+        )));
+    }
+    let path = files::publish(&partial_path, dir, taken_at)?;
+    partial.0 = None;
+    let size = std::fs::metadata(&path)
+        .map_err(|e| BackupError::io(&path, e))?
+        .len();
+    Ok(BackupOutcome {
+        path,
+        size,
+        rows: trailer.rows,
+        duration: started.elapsed(),
+        taken_at,
+    })
+}
+
+/// Reads a backup end to end: format, every record, row count and checksum.
+pub fn verify_file(path: &Path) -> Result<Verified, BackupError> {
+    let mut reader = format::Reader::open(path)?;
+    while reader.next_task()?.is_some() {}
+    let trailer = reader
+        .trailer()
+        .cloned()
+        .ok_or_else(|| BackupError::Corrupt {
+            path: path.to_owned(),
+            reason: "no trailer".into(),
+        })?;
+    Ok(Verified {
+        header: reader.header().clone(),
+        trailer,
+    })
+}
+
+pub async fn verify(path: &Path) -> Result<Verified, BackupError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || verify_file(&path)).await?
+}
+
+/// Every backup in `dir`, newest first, each with the result of a full verification.
+pub async fn list(
+    dir: &Path,
+) -> Result<Vec<(BackupFile, Result<Verified, BackupError>)>, BackupError> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        Ok(files::list(&dir)?
+            .into_iter()
+            .map(|file| {
+                let verified = verify_file(&file.path);
+                (file, verified)
+            })
+            .collect())
+    })
+    .await?
+}
+
+/// How many backup files `dir` holds (by name; none are opened).
+pub fn list_names(dir: &Path) -> Result<usize, BackupError> {
+    Ok(files::list(dir)?.len())
+}
+
+/// The newest backup in `dir` by name, without reading it.
+pub fn newest(dir: &Path) -> Result<Option<BackupFile>, BackupError> {
+    Ok(files::list(dir)?.into_iter().next())
+}
+
+/// The file `restore --latest` means: the newest backup, whatever its state (a damaged newest
+/// backup is reported, never silently skipped for an older one).
+pub fn latest(dir: &Path) -> Result<PathBuf, BackupError> {
+    newest(dir)?
+        .map(|f| f.path)
+        .ok_or_else(|| BackupError::NoBackups(dir.to_owned()))
+}
+
+/// Restores `path` into `db`: verifies the whole file first (the database is untouched if it
+/// fails), applies migrations, then loads every task in one transaction.
+pub async fn restore(
+    db: &Database,
+    path: &Path,
+    replace: bool,
+) -> Result<RestoreOutcome, BackupError> {
+    let started = Instant::now();
+    let verified = verify(path).await?;
+    db.migrate().await?;
+
+    let (sink, batches) = mpsc::channel::<ImportBatch>(8);
+    let bar = progress(Some(verified.trailer.rows), "restoring");
+    let shown = bar.clone();
+    let source = path.to_owned();
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut reader = format::Reader::open(&source)?;
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        while let Some(task) = reader.next_task()? {
+            batch.push(task);
+            if batch.len() == BATCH_ROWS {
+                shown.inc(BATCH_ROWS as u64);
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                if sink.blocking_send(ImportBatch::Tasks(full)).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        shown.inc(batch.len() as u64);
+        let id_high_water = reader.trailer().map_or(0, |t| t.id_high_water);
+        // End goes only after the trailer checked out: anything less rolls back.
+        let _ = sink.blocking_send(ImportBatch::Tasks(batch));
+        let _ = sink.blocking_send(ImportBatch::End { id_high_water });
+        Ok::<_, BackupError>(())
+    });
+    let imported = db.import(batches, replace).await;
+    reading.await??;
+    let rows = imported?;
+    bar.finish_and_clear();
+    Ok(RestoreOutcome {
+        path: path.to_owned(),
+        rows,
+        duration: started.elapsed(),
+        header: verified.header,
+    })
+}
+
+/// What a prune did (or, with `dry_run`, would do).
+#[derive(Debug, Default)]
+pub struct PruneOutcome {
+    pub kept: Vec<BackupFile>,
+    pub deleted: Vec<BackupFile>,
+    /// Files that failed verification: reported, never deleted (they may still be salvaged).
+    pub bad: Vec<(BackupFile, BackupError)>,
+    pub stale_partials: Vec<PathBuf>,
+}
+
+/// Applies the retention policy to the good backups in `dir`; touches nothing else but the
+/// leftovers of backups that died.
+pub async fn prune(
+    dir: &Path,
+    policy: RetentionPolicy,
+    dry_run: bool,
+) -> Result<PruneOutcome, BackupError> {
+    let mut outcome = PruneOutcome::default();
+    let mut good = Vec::new();
+    for (file, verified) in list(dir).await? {
+        match verified {
+            Ok(_) => good.push(file),
+            Err(e) => outcome.bad.push((file, e)),
+        }
+    }
+    let times: Vec<_> = good.iter().map(|f| f.taken_at).collect();
+    for (file, keep) in good.into_iter().zip(retention::keep(&times, policy)) {
+        if keep {
+            outcome.kept.push(file);
+        } else {
+            if !dry_run {
+                std::fs::remove_file(&file.path).map_err(|e| BackupError::io(&file.path, e))?;
+            }
+            outcome.deleted.push(file);
+        }
+    }
+    outcome.stale_partials = files::stale_partials(dir);
+    if !dry_run {
+        for path in &outcome.stale_partials {
+            std::fs::remove_file(path).map_err(|e| BackupError::io(path, e))?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// The result of a disaster-recovery drill.
+#[derive(Debug, Clone)]
+pub struct DrillReport {
+    pub backup: BackupOutcome,
+    /// Time to restore the backup into an empty database: the recovery time for this size.
+    pub restore_duration: Duration,
+    pub rows: u64,
+    /// Rows of the restored copy that differ from the snapshot (0 means a perfect restore).
+    pub differences: u64,
+    pub scratch: String,
+}
+
+/// Backs up, restores into a scratch database (never the live one), compares every row with
+/// the snapshot, drops the scratch database and reports the timings.
+pub async fn drill(
+    settings: &DatabaseSettings,
+    db: &Database,
+    dir: &Path,
+) -> Result<DrillReport, BackupError> {
+    let backup = create(db, dir).await?;
+    let mut scratch_dir = None;
+    let (scratch_settings, scratch_name) = match &settings.database {
+        DatabaseConfig::Postgres(pg) => {
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            let name = format!("{}_drill_{}", pg.database(), &suffix[..12]);
+            db.create_sibling_database(&name).await?;
+            let scratch = DatabaseSettings {
+                database: DatabaseConfig::Postgres(pg.with_database(&name)),
+                pool: settings.pool.clone(),
+            };
+            (scratch, name)
+        }
+        DatabaseConfig::Sqlite { .. } => {
+            let temp = tempfile::tempdir().map_err(|e| BackupError::io(Path::new("temp"), e))?;
+            let path = temp.path().join("drill.db");
+            let name = path.display().to_string();
+            scratch_dir = Some(temp);
+            (DatabaseSettings::new(DatabaseConfig::Sqlite { path }), name)
+        }
+    };
+
+    let checked = async {
+        let scratch = Database::connect_lazy(&scratch_settings)?;
+        let restored = restore(&scratch, &backup.path, false).await;
+        let result = match restored {
+            Ok(outcome) => compare(&scratch, &backup.path)
+                .await
+                .map(|differences| (outcome, differences)),
+            Err(e) => Err(e),
+        };
+        scratch.close().await;
+        result
+    }
+    .await;
+
+    // SQLite's scratch file goes with its temporary directory; PostgreSQL's is dropped.
+    if scratch_dir.is_none()
+        && let Err(e) = db.drop_sibling_database(&scratch_name).await
+    {
+        tracing::error!(database = %scratch_name, error = %e, "could not drop the drill's scratch database");
+    }
+    drop(scratch_dir);
+    let (restored, differences) = checked?;
+    Ok(DrillReport {
+        rows: restored.rows,
+        restore_duration: restored.duration,
+        backup,
+        differences,
+        scratch: scratch_name,
+    })
+}
+
+/// Counts the rows of `db` that differ from the backup at `path` (both in id order).
+async fn compare(db: &Database, path: &Path) -> Result<u64, BackupError> {
+    let (sink, mut batches) = mpsc::channel::<Vec<Task>>(8);
+    let source = path.to_owned();
+    let checking = tokio::task::spawn_blocking(move || {
+        let mut reader = format::Reader::open(&source)?;
+        let mut differences = 0_u64;
+        while let Some(batch) = batches.blocking_recv() {
+            for task in batch {
+                if reader.next_task()?.as_ref() != Some(&task) {
+                    differences += 1;
+                }
+            }
+        }
+        while reader.next_task()?.is_some() {
+            differences += 1;
+        }
+        Ok::<_, BackupError>(differences)
+    });
+    let exported = db.export(sink).await;
+    let differences = checking.await??;
+    exported?;
+    Ok(differences)
+}
