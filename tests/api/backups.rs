@@ -326,7 +326,7 @@ async fn damaged_or_foreign_files_are_refused_and_the_database_is_untouched() {
 }
 
 /// Fills a SQLite database quickly, straight through SQL, so a backup of it takes a while.
-async fn big_sqlite(dir: &Path, rows: u32) {
+pub async fn big_sqlite(dir: &Path, rows: u32) {
     let envs = [("DATA_DIR", "data")];
     assert_eq!(run(dir, &["migrate"], &envs).await.status.code(), Some(0));
     let url = format!("sqlite://{}", dir.join("data/tasks.db").display());

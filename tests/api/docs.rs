@@ -74,3 +74,54 @@ async fn the_readme_curl_examples_work_as_written() {
         Some(0)
     );
 }
+
+#[tokio::test]
+async fn the_backup_format_document_reads_a_real_backup_with_standard_tools() {
+    let doc = include_str!("../../docs/backup-format.md");
+    let section = doc
+        .split("## Reading a backup with standard tools")
+        .nth(1)
+        .expect("section missing");
+    let commands: Vec<&str> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("```sh"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert_eq!(commands.len(), 6, "{commands:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    crate::backups::big_sqlite(dir.path(), 300).await;
+    let out = crate::process::run(dir.path(), &["backup"], &[("BACKUP_DIR", "backups")]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let file = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .unwrap();
+
+    let mut outputs = Vec::new();
+    for command in &commands {
+        let command = command.replace("FILE", &file.display().to_string());
+        let output = tokio::process::Command::new("bash")
+            .args(["-c", &format!("set -eo pipefail; {command}")])
+            .output()
+            .await
+            .expect("sh, zstd, jq and sha256sum are needed: apt-get install zstd jq");
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        outputs.push(String::from_utf8(output.stdout).unwrap());
+    }
+    let header: serde_json::Value = serde_json::from_str(outputs[1].trim()).unwrap();
+    assert_eq!(header["format"], "task-api-backup");
+    let pending: Vec<&str> = outputs[2].lines().collect();
+    assert_eq!(pending.len(), 300, "every seeded task is pending");
+    let trailer: serde_json::Value = serde_json::from_str(outputs[3].trim()).unwrap();
+    let sha = outputs[4].split_whitespace().next().unwrap();
+    assert_eq!(trailer["trailer"]["sha256"], sha);
+    assert_eq!(outputs[5].trim(), trailer["trailer"]["rows"].to_string());
+}
