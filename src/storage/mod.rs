@@ -308,6 +308,37 @@ impl Database {
     }
 }
 
+/// Forwards a stream of rows to `sink` in batches of [`BATCH_ROWS`]; stops early if the
+/// receiver is gone. Returns how many tasks were sent and the largest id among them.
+async fn send_in_batches<R>(
+    mut rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    sink: &tokio::sync::mpsc::Sender<Vec<Task>>,
+) -> Result<(u64, i64), StorageError>
+where
+    Task: TryFrom<R, Error = StorageError>,
+{
+    use futures_util::TryStreamExt;
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let (mut sent, mut max_id) = (0_u64, 0_i64);
+    while let Some(row) = rows.try_next().await? {
+        let task = Task::try_from(row)?;
+        max_id = max_id.max(task.id.get());
+        batch.push(task);
+        if batch.len() == BATCH_ROWS {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+            if sink.send(full).await.is_err() {
+                return Ok((sent, max_id));
+            }
+            sent += BATCH_ROWS as u64;
+        }
+    }
+    let last = batch.len() as u64;
+    if !batch.is_empty() && sink.send(batch).await.is_ok() {
+        sent += last;
+    }
+    Ok((sent, max_id))
+}
+
 /// Turns a stored row into a [`Task`]; a row the schema should have prevented is an error.
 fn task_from_row(
     id: i64,

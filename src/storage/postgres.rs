@@ -1,14 +1,13 @@
 //! PostgreSQL storage. Timestamps are `timestamptz` at millisecond precision (set by the caller).
 
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
 use super::{
-    BATCH_ROWS, ExportSummary, ImportBatch, ImportError, PoolStats, SchemaStatus, StorageError,
-    TaskPage, schema_status, task_from_row,
+    ExportSummary, ImportBatch, ImportError, PoolStats, SchemaStatus, StorageError, TaskPage,
+    schema_status, send_in_batches, task_from_row,
 };
 use crate::config::{PoolConfig, PostgresConfig};
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
@@ -221,26 +220,8 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
         let sql = format!("SELECT {COLUMNS} FROM tasks ORDER BY id");
-        let mut rows = sqlx::query_as::<_, Row>(&sql).fetch(&mut *tx);
-        let mut batch = Vec::with_capacity(BATCH_ROWS);
-        let (mut count, mut max_id) = (0_u64, 0_i64);
-        while let Some(row) = rows.try_next().await? {
-            let task = Task::try_from(row)?;
-            max_id = max_id.max(task.id.get());
-            batch.push(task);
-            if batch.len() == BATCH_ROWS {
-                count += BATCH_ROWS as u64;
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                if sink.send(full).await.is_err() {
-                    break;
-                }
-            }
-        }
-        drop(rows);
-        count += batch.len() as u64;
-        if !batch.is_empty() {
-            let _ = sink.send(batch).await;
-        }
+        let rows = sqlx::query_as::<_, Row>(&sql).fetch(&mut *tx);
+        let (count, max_id) = send_in_batches(rows, &sink).await?;
         tx.commit().await?;
         Ok(ExportSummary {
             rows: count,
