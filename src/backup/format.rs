@@ -4,6 +4,7 @@
 //! per task in id order, one trailer object holding the row count, the highest id ever handed
 //! out, and the SHA-256 of every uncompressed byte before the trailer line.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -51,16 +52,33 @@ impl Header {
     }
 }
 
-/// One task, exactly as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Record {
+/// One task, exactly as the API shows it (written from a [`Task`]).
+#[derive(Debug, Serialize)]
+struct Record<'a> {
     id: i64,
-    title: String,
-    description: String,
-    status: String,
+    title: &'a str,
+    description: &'a str,
+    status: &'a str,
     created_at: String,
     updated_at: String,
+}
+
+/// A task line as read: strings borrowed from the line unless they hold escapes, so checking
+/// a file allocates next to nothing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordRef<'a> {
+    id: i64,
+    #[serde(borrow)]
+    title: Cow<'a, str>,
+    #[serde(borrow)]
+    description: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(borrow)]
+    created_at: Cow<'a, str>,
+    #[serde(borrow)]
+    updated_at: Cow<'a, str>,
 }
 
 /// The last line: what a reader checks the rest against.
@@ -123,9 +141,9 @@ impl Writer {
     pub fn write_task(&mut self, task: &Task) -> Result<(), BackupError> {
         let record = Record {
             id: task.id.get(),
-            title: task.title.clone(),
-            description: task.description.clone(),
-            status: task.status.as_str().to_owned(),
+            title: &task.title,
+            description: &task.description,
+            status: task.status.as_str(),
             created_at: timestamp(task.created_at),
             updated_at: timestamp(task.updated_at),
         };
@@ -237,8 +255,34 @@ impl Reader {
 
     /// The next task, or `None` once the trailer has been read and checked.
     pub fn next_task(&mut self) -> Result<Option<Task>, BackupError> {
-        if self.trailer.is_some() {
+        if !self.next_line()? {
             return Ok(None);
+        }
+        let line_number = self.line_number;
+        let record: RecordRef<'_> = serde_json::from_str(&self.line)
+            .map_err(|e| self.corrupt(format!("line {line_number}: {e}")))?;
+        let task = task_from_record(&record)
+            .map_err(|e| self.corrupt(format!("line {line_number}: {e}")))?;
+        Ok(Some(task))
+    }
+
+    /// Checks the next task without building it; false once the trailer has been checked.
+    pub fn check_next(&mut self) -> Result<bool, BackupError> {
+        if !self.next_line()? {
+            return Ok(false);
+        }
+        let line_number = self.line_number;
+        let record: RecordRef<'_> = serde_json::from_str(&self.line)
+            .map_err(|e| self.corrupt(format!("line {line_number}: {e}")))?;
+        check_record(&record).map_err(|e| self.corrupt(format!("line {line_number}: {e}")))?;
+        Ok(true)
+    }
+
+    /// Reads the next task line into `self.line` (hashed and counted); false after the trailer,
+    /// which it reads and checks.
+    fn next_line(&mut self) -> Result<bool, BackupError> {
+        if self.trailer.is_some() {
+            return Ok(false);
         }
         if !self.read_line()? {
             return Err(self.corrupt("truncated: no trailer"));
@@ -249,15 +293,11 @@ impl Reader {
             })?;
             self.check_trailer(&trailer)?;
             self.trailer = Some(trailer);
-            return Ok(None);
+            return Ok(false);
         }
         self.hasher.update(self.line.as_bytes());
-        let record: Record = serde_json::from_str(&self.line)
-            .map_err(|e| self.corrupt(format!("line {}: {e}", self.line_number)))?;
-        let task = task_from_record(record)
-            .map_err(|e| self.corrupt(format!("line {}: {e}", self.line_number)))?;
         self.rows += 1;
-        Ok(Some(task))
+        Ok(true)
     }
 
     fn check_trailer(&mut self, trailer: &Trailer) -> Result<(), BackupError> {
@@ -285,13 +325,13 @@ impl Reader {
 
 /// Validates a record exactly as the API validates input: a backup never loads what the API
 /// would refuse.
-fn task_from_record(r: Record) -> Result<Task, String> {
+fn check_record(r: &RecordRef<'_>) -> Result<(TaskId, TaskStatus, DateTime<Utc>, DateTime<Utc>), String> {
     let id = TaskId::new(r.id).map_err(|e| e.to_string())?;
-    let title = TaskTitle::parse(&r.title).map_err(|e| e.to_string())?;
-    if title.as_str() != r.title {
+    TaskTitle::check(&r.title).map_err(|e| e.to_string())?;
+    if r.title.trim() != r.title {
         return Err("title has surrounding whitespace".into());
     }
-    TaskDescription::parse(&r.description).map_err(|e| e.to_string())?;
+    TaskDescription::check(&r.description).map_err(|e| e.to_string())?;
     let status: TaskStatus = r
         .status
         .parse()
@@ -301,12 +341,17 @@ fn task_from_record(r: Record) -> Result<Task, String> {
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| format!("bad timestamp {s:?}: {e}"))
     };
+    Ok((id, status, time(&r.created_at)?, time(&r.updated_at)?))
+}
+
+fn task_from_record(r: &RecordRef<'_>) -> Result<Task, String> {
+    let (id, status, created_at, updated_at) = check_record(r)?;
     Ok(Task {
         id,
-        title: r.title,
-        description: r.description,
+        title: r.title.clone().into_owned(),
+        description: r.description.clone().into_owned(),
         status,
-        created_at: time(&r.created_at)?,
-        updated_at: time(&r.updated_at)?,
+        created_at,
+        updated_at,
     })
 }

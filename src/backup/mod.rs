@@ -183,7 +183,7 @@ pub async fn create(db: &Database, dir: &Path) -> Result<BackupOutcome, BackupEr
 /// Reads a backup end to end: format, every record, row count and checksum.
 pub fn verify_file(path: &Path) -> Result<Verified, BackupError> {
     let mut reader = format::Reader::open(path)?;
-    while reader.next_task()?.is_some() {}
+    while reader.check_next()? {}
     let trailer = reader
         .trailer()
         .cloned()

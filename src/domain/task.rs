@@ -59,6 +59,11 @@ pub struct TaskTitle(String);
 
 impl TaskTitle {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        Self::check(raw).map(|()| Self(raw.trim().to_owned()))
+    }
+
+    /// Validates without allocating: what [`Self::parse`] would accept.
+    pub fn check(raw: &str) -> Result<(), ValidationError> {
         let title = raw.trim();
         if title.is_empty() {
             return Err(ValidationError("title must not be empty".into()));
@@ -74,7 +79,7 @@ impl TaskTitle {
                 "title must not contain control characters".into(),
             ));
         }
-        Ok(Self(title.to_owned()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
@@ -89,6 +94,11 @@ pub struct TaskDescription(String);
 
 impl TaskDescription {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        Self::check(raw).map(|()| Self(raw.to_owned()))
+    }
+
+    /// Validates without allocating: what [`Self::parse`] would accept.
+    pub fn check(raw: &str) -> Result<(), ValidationError> {
         let chars = raw.chars().count();
         if chars > MAX_DESCRIPTION_CHARS {
             return Err(ValidationError(format!(
@@ -100,7 +110,7 @@ impl TaskDescription {
                 "description must not contain NUL characters".into(),
             ));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Backup and restore at scale: task-api against pg_dump -Fc / pg_restore, side by side in one
+# run on the same PostgreSQL server, with wall time (median of RUNS) and peak memory (max RSS).
+#
+#   bench/backup.sh            # 1,000,000 tasks, 3 runs each
+#   ROWS=100000 RUNS=1 bench/backup.sh
+#
+# Needs: the PostgreSQL server binaries (apt-get install postgresql), GNU time (apt-get install
+# time). Starts its own throwaway server on loopback and removes it at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROWS=${ROWS:-1000000}
+RUNS=${RUNS:-3}
+PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
+[ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL server binaries not found: apt-get install postgresql" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "GNU time not found: apt-get install time" >&2; exit 2; }
+
+cargo build --release --locked --quiet
+BIN=$PWD/target/release/task-api
+
+WORK=$(mktemp -d /tmp/task-api-bench.XXXXXX)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() { as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" stop -m immediate >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+as_pg "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -E UTF8 >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w \
+  -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
+
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+psql() { "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 "$@"; }
+url() { echo "postgres://postgres@127.0.0.1:$PORT/$1"; }
+
+echo "loading $ROWS tasks..."
+psql -d postgres -c "CREATE DATABASE source"
+DATABASE_URL=$(url source) "$BIN" migrate >/dev/null
+psql -d source -c "
+  INSERT INTO tasks (title, description, status, created_at, updated_at)
+  SELECT 'Task ' || g || ': ' || substr(md5(g::text), 1, 8 + g % 24),
+         repeat(md5((g * 7)::text) || ' ', g % 6) || 'note ' || g,
+         (ARRAY['pending', 'in-progress', 'completed'])[g % 3 + 1],
+         date_trunc('milliseconds', now() - make_interval(secs => g)),
+         date_trunc('milliseconds', now() - make_interval(secs => g / 2))
+  FROM generate_series(1, $ROWS) AS g;"
+psql -d source -c "VACUUM ANALYZE tasks"
+psql -d source -Atc "SELECT 'source: ' || count(*) || ' tasks, ' || pg_size_pretty(pg_total_relation_size('tasks')) FROM tasks"
+
+# measure NAME COMMAND...: appends "NAME seconds max_rss_kib" to the results.
+RESULTS=$WORK/results
+measure() {
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
+  echo "$name $(cat "$WORK/time")" >> "$RESULTS"
+}
+
+for run in $(seq "$RUNS"); do
+  echo "run $run of $RUNS"
+  rm -rf "$WORK/backups" "$WORK/dump"
+  measure pg_dump "$PG_BIN/pg_dump" -Fc -d source -f "$WORK/dump"
+  measure task-api-backup env DATABASE_URL="$(url source)" BACKUP_DIR="$WORK/backups" "$BIN" backup
+
+  psql -d postgres -c "DROP DATABASE IF EXISTS pgr" -c "CREATE DATABASE pgr"
+  measure pg_restore "$PG_BIN/pg_restore" -d pgr "$WORK/dump"
+  psql -d postgres -c "DROP DATABASE IF EXISTS tar" -c "CREATE DATABASE tar"
+  measure task-api-restore env DATABASE_URL="$(url tar)" BACKUP_DIR="$WORK/backups" "$BIN" restore --latest
+
+  measure task-api-drill env DATABASE_URL="$(url source)" BACKUP_DIR="$WORK/backups" "$BIN" drill
+done
+psql -d tar -Atc "SELECT 'restored: ' || count(*) || ' tasks' FROM tasks"
+ls -l "$WORK/dump" "$WORK"/backups/*.zst | awk '{print "file:", $5, $NF}'
+
+python3 - "$RESULTS" "$ROWS" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, secs, rss = line.split()
+    rows.setdefault(name, []).append((float(secs), int(rss)))
+med = {n: statistics.median(s for s, _ in v) for n, v in rows.items()}
+peak = {n: max(r for _, r in v) / 1024 for n, v in rows.items()}
+print(f"\n{int(sys.argv[2]):,} tasks, median of {len(rows['pg_dump'])} runs")
+print(f"{'step':<18}{'seconds':>9}{'peak MiB':>10}")
+for n in ["pg_dump", "task-api-backup", "pg_restore", "task-api-restore", "task-api-drill"]:
+    print(f"{n:<18}{med[n]:>9.2f}{peak[n]:>10.1f}")
+print(f"backup  time ratio task-api / pg_dump -Fc : {med['task-api-backup'] / med['pg_dump']:.2f} (target <= 1.5)")
+print(f"restore time ratio task-api / pg_restore  : {med['task-api-restore'] / med['pg_restore']:.2f} (target <= 1.0)")
+EOF
