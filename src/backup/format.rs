@@ -325,7 +325,9 @@ impl Reader {
 
 /// Validates a record exactly as the API validates input: a backup never loads what the API
 /// would refuse.
-fn check_record(r: &RecordRef<'_>) -> Result<(TaskId, TaskStatus, DateTime<Utc>, DateTime<Utc>), String> {
+fn check_record(
+    r: &RecordRef<'_>,
+) -> Result<(TaskId, TaskStatus, DateTime<Utc>, DateTime<Utc>), String> {
     let id = TaskId::new(r.id).map_err(|e| e.to_string())?;
     TaskTitle::check(&r.title).map_err(|e| e.to_string())?;
     if r.title.trim() != r.title {

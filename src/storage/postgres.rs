@@ -362,9 +362,8 @@ const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 /// One task as a tuple of PostgreSQL's binary COPY format: a field count, then each field as a
 /// length and its bytes in the type's binary form.
 fn write_binary_row(out: &mut Vec<u8>, task: &Task) {
-    let pg_time = |t: &chrono::DateTime<Utc>| {
-        (t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS).to_be_bytes()
-    };
+    let pg_time =
+        |t: &chrono::DateTime<Utc>| (t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS).to_be_bytes();
     let fields: [&[u8]; 6] = [
         &task.id.get().to_be_bytes(),
         task.title.as_bytes(),

@@ -129,14 +129,23 @@ async fn the_runbook_disaster_drop_the_database_restore_and_every_task_comes_bac
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
     assert!(out.stdout.contains("restored 999 tasks"), "{}", out.stdout);
 
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tasks' ORDER BY 1",
     )
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(indexes, ["tasks_created_at_id_idx", "tasks_pkey", "tasks_status_created_at_id_idx"]);
+    assert_eq!(
+        indexes,
+        [
+            "tasks_created_at_id_idx",
+            "tasks_pkey",
+            "tasks_status_created_at_id_idx"
+        ]
+    );
     drop(conn);
     let app = app_on(DatabaseConfig::Postgres(server.config(&name))).await;
     assert_eq!(all_tasks(&app).await, before, "restored tasks differ");
