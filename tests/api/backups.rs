@@ -416,27 +416,44 @@ async fn a_backup_killed_midway_leaves_nothing_that_passes_for_a_backup() {
     assert!(out.stdout.contains("tasks: 400000"), "{}", out.stdout);
 }
 
+/// The backup runs in its own mount namespace on a 256 KiB tmpfs, so no root is needed and
+/// nothing is left mounted; the directory is listed inside that namespace, after the failure.
 #[tokio::test]
 async fn a_full_disk_fails_the_backup_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     big_sqlite(dir.path(), 100_000).await;
     let small = dir.path().join("small");
     std::fs::create_dir_all(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+    let script = r#"mount -t tmpfs -o size=256k tmpfs "$1" || exit 90
+"$2" backup; status=$?
+echo "left: $(ls -A "$1")"
+exit $status"#;
+    let output = tokio::process::Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c", script, "sh"])
         .arg(&small)
-        .status()
-        .expect("mount is needed (util-linux)");
-    assert!(
-        mounted.success(),
-        "this test mounts a small tmpfs and needs root"
+        .arg(env!("CARGO_BIN_EXE_task-api"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("BACKUP_DIR", &small)
+        .output()
+        .await
+        .expect("unshare is needed (util-linux)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(
+        output.status.code(),
+        Some(90),
+        "cannot mount a tmpfs in a user namespace: {stderr}"
     );
-    let out = run(dir.path(), &["backup"], &[("BACKUP_DIR", "small")]).await;
-    let left = backups_in(&small);
-    let _ = std::process::Command::new("umount").arg(&small).status();
-    assert_one_line_failure(&out, "backup onto a full disk");
-    assert!(out.stderr.contains("No space left"), "{}", out.stderr);
-    assert!(left.is_empty(), "files left on the full disk: {left:?}");
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("No space left"), "{stderr}");
+    let left = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("left: "))
+        .unwrap_or("?");
+    assert_eq!(left, "", "files left on the full disk");
 }
 
 #[tokio::test]
