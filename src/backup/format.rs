@@ -6,12 +6,13 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Digest;
+pub use sha2::Sha256;
 
 use super::BackupError;
 use crate::domain::{Task, TaskDescription, TaskId, TaskStatus, TaskTitle};
@@ -182,7 +183,9 @@ pub struct Reader {
     path: PathBuf,
     lines: BufReader<zstd::Decoder<'static, BufReader<File>>>,
     header: Header,
-    hasher: Sha256,
+    /// `None` when reading a file already verified: the zstd frame checksum and the row count
+    /// still guard the read, the SHA-256 is not computed twice.
+    hasher: Option<Sha256>,
     rows: u64,
     line_number: u64,
     line: String,
@@ -192,14 +195,31 @@ pub struct Reader {
 impl Reader {
     /// Opens a backup and reads its header; refuses what is not a backup or is too new.
     pub fn open(path: &Path) -> Result<Self, BackupError> {
+        Self::open_with(path, Some(Sha256::new()))
+    }
+
+    /// Reads again, from its start, a file that [`Self::from_file`] has just read in full:
+    /// the same open file, so a file renamed over the path meanwhile is not what gets read.
+    pub fn reread_verified(mut file: File, path: &Path) -> Result<Self, BackupError> {
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| BackupError::io(path, e))?;
+        Self::from_file(file, path, None)
+    }
+
+    fn open_with(path: &Path, hasher: Option<Sha256>) -> Result<Self, BackupError> {
+        let file = File::open(path).map_err(|e| BackupError::io(path, e))?;
+        Self::from_file(file, path, hasher)
+    }
+
+    /// Reads a backup from an open file, computing its SHA-256 when `hasher` is given.
+    pub fn from_file(file: File, path: &Path, hasher: Option<Sha256>) -> Result<Self, BackupError> {
         let io = |source| BackupError::io(path, source);
-        let file = File::open(path).map_err(io)?;
         let decoder = zstd::Decoder::new(file).map_err(io)?;
         let mut reader = Self {
             path: path.to_owned(),
             lines: BufReader::with_capacity(1 << 16, decoder),
             header: Header::new(0, "", Utc::now()),
-            hasher: Sha256::new(),
+            hasher,
             rows: 0,
             line_number: 0,
             line: String::with_capacity(1024),
@@ -219,7 +239,9 @@ impl Reader {
                 version: header.format_version,
             });
         }
-        reader.hasher.update(reader.line.as_bytes());
+        if let Some(hasher) = &mut reader.hasher {
+            hasher.update(reader.line.as_bytes());
+        }
         reader.header = header;
         Ok(reader)
     }
@@ -295,7 +317,9 @@ impl Reader {
             self.trailer = Some(trailer);
             return Ok(false);
         }
-        self.hasher.update(self.line.as_bytes());
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(self.line.as_bytes());
+        }
         self.rows += 1;
         Ok(true)
     }
@@ -310,8 +334,11 @@ impl Reader {
                 trailer.rows, self.rows
             )));
         }
-        let actual = format!("{:x}", self.hasher.clone().finalize());
-        if trailer.sha256 != actual {
+        let actual = self
+            .hasher
+            .as_ref()
+            .map(|h| format!("{:x}", h.clone().finalize()));
+        if actual.is_some_and(|actual| actual != trailer.sha256) {
             return Err(self.corrupt("checksum mismatch: the content was altered"));
         }
         Ok(())

@@ -182,7 +182,10 @@ pub async fn create(db: &Database, dir: &Path) -> Result<BackupOutcome, BackupEr
 
 /// Reads a backup end to end: format, every record, row count and checksum.
 pub fn verify_file(path: &Path) -> Result<Verified, BackupError> {
-    let mut reader = format::Reader::open(path)?;
+    check_all(format::Reader::open(path)?, path)
+}
+
+fn check_all(mut reader: format::Reader, path: &Path) -> Result<Verified, BackupError> {
     while reader.check_next()? {}
     let trailer = reader
         .trailer()
@@ -245,7 +248,17 @@ pub async fn restore(
     replace: bool,
 ) -> Result<RestoreOutcome, BackupError> {
     let started = Instant::now();
-    let verified = verify(path).await?;
+    let file = std::fs::File::open(path).map_err(|e| BackupError::io(path, e))?;
+    let (file, verified) = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let first_pass = file.try_clone().map_err(|e| BackupError::io(&path, e))?;
+            let reader =
+                format::Reader::from_file(first_pass, &path, Some(format::Sha256::default()))?;
+            check_all(reader, &path).map(|verified| (file, verified))
+        })
+        .await??
+    };
     db.migrate().await?;
 
     let (sink, batches) = mpsc::channel::<ImportBatch>(8);
@@ -253,7 +266,7 @@ pub async fn restore(
     let shown = bar.clone();
     let source = path.to_owned();
     let reading = tokio::task::spawn_blocking(move || {
-        let mut reader = format::Reader::open(&source)?;
+        let mut reader = format::Reader::reread_verified(file, &source)?;
         let mut batch = Vec::with_capacity(BATCH_ROWS);
         while let Some(task) = reader.next_task()? {
             batch.push(task);

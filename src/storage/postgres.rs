@@ -239,6 +239,10 @@ impl PgStore {
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut *tx)
             .await?;
+        // Room to sort each rebuilt index in memory.
+        sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+            .execute(&mut *tx)
+            .await?;
         // Nobody writes between the emptiness check and the commit.
         sqlx::query("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
             .execute(&mut *tx)
