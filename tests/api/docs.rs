@@ -105,7 +105,8 @@ async fn the_backup_format_document_reads_a_real_backup_with_standard_tools() {
     for command in &commands {
         let command = command.replace("FILE", &file.display().to_string());
         let output = tokio::process::Command::new("bash")
-            .args(["-c", &format!("set -eo pipefail; {command}")])
+            // No pipefail: `zstd | head` may end zstd with SIGPIPE, as intended.
+            .args(["-c", &format!("set -e; {command}")])
             .output()
             .await
             .expect("sh, zstd, jq and sha256sum are needed: apt-get install zstd jq");
