@@ -300,6 +300,59 @@ impl Reader {
         Ok(true)
     }
 
+    /// Checks every task line on a second thread while this one decompresses and hashes: the
+    /// same checks as [`Self::check_next`], in about half the time on two cores.
+    pub fn check_all_parallel(mut self) -> Result<(Header, Trailer), BackupError> {
+        const CHUNK_BYTES: usize = 1 << 18;
+        let (sink, chunks) = std::sync::mpsc::sync_channel::<(u64, String)>(4);
+        let checker = std::thread::spawn(move || {
+            for (first_line, chunk) in chunks {
+                for (offset, line) in chunk.lines().enumerate() {
+                    let at = first_line + offset as u64;
+                    let record: RecordRef<'_> =
+                        serde_json::from_str(line).map_err(|e| format!("line {at}: {e}"))?;
+                    check_record(&record).map_err(|e| format!("line {at}: {e}"))?;
+                }
+            }
+            Ok::<_, String>(())
+        });
+        let mut chunk = String::with_capacity(CHUNK_BYTES + 4096);
+        let mut first_line = self.line_number + 1;
+        let read = loop {
+            match self.next_line() {
+                Ok(true) => {
+                    chunk.push_str(&self.line);
+                    if chunk.len() >= CHUNK_BYTES {
+                        let full = std::mem::replace(
+                            &mut chunk,
+                            String::with_capacity(CHUNK_BYTES + 4096),
+                        );
+                        if sink.send((first_line, full)).is_err() {
+                            break Ok(());
+                        }
+                        first_line = self.line_number + 1;
+                    }
+                }
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if read.is_ok() && !chunk.is_empty() {
+            let _ = sink.send((first_line, chunk));
+        }
+        drop(sink);
+        let checked = checker
+            .join()
+            .map_err(|_| self.corrupt("the checking thread failed"))?;
+        read?;
+        checked.map_err(|reason| self.corrupt(reason))?;
+        let trailer = self
+            .trailer
+            .clone()
+            .ok_or_else(|| self.corrupt("no trailer"))?;
+        Ok((self.header, trailer))
+    }
+
     /// Reads the next task line into `self.line` (hashed and counted); false after the trailer,
     /// which it reads and checks.
     fn next_line(&mut self) -> Result<bool, BackupError> {

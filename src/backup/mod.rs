@@ -182,10 +182,7 @@ pub async fn create(db: &Database, dir: &Path) -> Result<BackupOutcome, BackupEr
 
 /// Reads a backup end to end: format, every record, row count and checksum.
 pub fn verify_file(path: &Path) -> Result<Verified, BackupError> {
-    check_all(format::Reader::open(path)?, path)
-}
-
-fn check_all(mut reader: format::Reader, path: &Path) -> Result<Verified, BackupError> {
+    let mut reader = format::Reader::open(path)?;
     while reader.check_next()? {}
     let trailer = reader
         .trailer()
@@ -255,7 +252,8 @@ pub async fn restore(
             let first_pass = file.try_clone().map_err(|e| BackupError::io(&path, e))?;
             let reader =
                 format::Reader::from_file(first_pass, &path, Some(format::Sha256::default()))?;
-            check_all(reader, &path).map(|verified| (file, verified))
+            let (header, trailer) = reader.check_all_parallel()?;
+            Ok::<_, BackupError>((file, Verified { header, trailer }))
         })
         .await??
     };

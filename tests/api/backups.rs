@@ -277,7 +277,25 @@ async fn damaged_or_foreign_files_are_refused_and_the_database_is_untouched() {
         .replacen("task 7\"", "task X\"", 1);
     let newer = br#"{"format":"task-api-backup","format_version":99,"app_version":"9.0.0","schema_version":1,"source_backend":"sqlite","created_at":"2030-01-01T00:00:00.000Z"}
 "#;
+    // Intact and correctly checksummed, but holding a task the API would refuse.
+    let body = format!(
+        "{}\n{}\n",
+        std::str::from_utf8(&plain).unwrap().lines().next().unwrap(),
+        r#"{"id":1,"title":"x","description":"","status":"done","created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z"}"#
+    );
+    let digest = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(body.as_bytes()))
+    };
+    let invalid = format!(
+        "{body}{{\"trailer\":{{\"rows\":1,\"id_high_water\":1,\"sha256\":\"{digest}\"}}}}\n"
+    );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a checksummed invalid task",
+            zstd::encode_all(invalid.as_bytes(), 3).unwrap(),
+            "line 2: status",
+        ),
         ("a flipped byte in the middle", flipped, "corrupt"),
         (
             "a truncated file",
