@@ -27,6 +27,7 @@ esac
 
 container=${TASK_API_BACKUP_CONTAINER:-task-api-backup}
 if [ "$("$engine" container inspect -f '{{.State.Running}}' "$container" 2>/dev/null)" != true ]; then
-  echo "$(basename "$0"): container $container is not running; start the stack first: $engine compose up -d" >&2
+  if [ "$engine" = docker ]; then up="docker compose up -d"; else up="podman-compose up -d"; fi
+  echo "$(basename "$0"): container $container is not running; start the stack first: $up" >&2
   exit 1
 fi
