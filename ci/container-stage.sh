@@ -107,6 +107,13 @@ wait_db_ready() {
     sleep 0.5
   done
 }
+wait_running() {
+  local deadline=$(($(date +%s) + 60))
+  until [ "$(podman inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "container $1 is not running"
+    sleep 0.5
+  done
+}
 pid_of() { podman inspect -f '{{.State.Pid}}' "$1"; }
 mem_bytes() {
   # podman stats' memory figure ("2.425MB / 536.9MB") for a container, in bytes.
@@ -299,6 +306,10 @@ image_contract() {
   fi
   if podman history --no-trunc --format '{{.CreatedBy}}' "$IMAGE" | grep -Ei 'PASSWORD=|SECRET=|TOKEN='; then
     die "a layer's history carries a secret"
+  fi
+  # This run's password (given to containers below) must not be anywhere in the image either.
+  if { podman history --no-trunc "$IMAGE"; podman image inspect "$IMAGE"; } | grep -qF "$DB_PASSWORD"; then
+    die "the image's history or configuration holds the database password"
   fi
   note "$(jq -r '.[0].Config.Labels | to_entries | map("\(.key)=\(.value)") | join(" ")' <<<"$cfg")"
   note "history: $(podman history -q "$IMAGE" | wc -l) layers, none naming a secret"
@@ -570,7 +581,7 @@ prepare_compose_dir() {
   cp compose.yaml .env.example "$compose_dir/"
   scripts_dir=$compose_dir/scripts
   mkdir -p "$scripts_dir"
-  cp scripts/backup.sh scripts/restore.sh "$scripts_dir/"
+  cp scripts/backup.sh scripts/restore.sh scripts/container-engine.sh "$scripts_dir/"
   (
     cd "$compose_dir"
     # The README's first-time setup, verbatim.
@@ -616,6 +627,9 @@ check_compose() {
   [ "$(jq -r '.[0].HostConfig.RestartPolicy.Name' <<<"$api")" = unless-stopped ] || die "compose: restart policy"
   [ "$(jq -r '.[0].Config.Env[] | select(startswith("DB_PASSWORD="))' <<<"$api")" = "" ] ||
     die "compose: the password is in the API's environment"
+  if podman inspect task-api task-db task-api-backup | grep -qF "$(cat "$compose_dir/secrets/db_password.txt")"; then
+    die "compose: the secret's value shows in a container's configuration"
+  fi
   # The database sits on the internal network only and publishes nothing.
   [ "$(podman inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' task-db)" = "task-db-internal " ] ||
     die "compose: task-db is on other networks than task-db-internal"
@@ -652,6 +666,7 @@ check_backup_restore() {
   step "backup and restore through the compose stack"
   [ -n "$compose_dir" ] || prepare_compose_dir
   compose_up_and_wait
+  wait_running task-api-backup
   expect 201 POST /tasks '{"title": "Critical Data", "description": "This data MUST survive disaster"}'
   local id
   id=$(field .data.id)
@@ -663,6 +678,7 @@ check_backup_restore() {
   (cd "$compose_dir" && compose down -v) >/dev/null 2>&1
   ! podman volume exists task-db-data || die "the database volume survived down -v"
   compose_up_and_wait
+  wait_running task-api-backup
   expect 404 GET "/tasks/$id"
   note "disaster: containers and volume removed; the new database does not have task $id"
 
