@@ -1,0 +1,44 @@
+#!/bin/sh
+# Entry point of the postgres stand-in: initialises PGDATA on first start from the
+# POSTGRES_* variables, then runs the server as the postgres user.
+set -eu
+
+if [ "${1:-}" != postgres ]; then
+  exec "$@"
+fi
+
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+    echo "postgres stand-in: set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, not both" >&2
+    exit 1
+  fi
+  POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
+: "${POSTGRES_PASSWORD:?postgres stand-in: POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE is required}"
+user=${POSTGRES_USER:-postgres}
+db=${POSTGRES_DB:-$user}
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+
+mkdir -p "$PGDATA"
+chown postgres:postgres "$PGDATA"
+chmod 700 "$PGDATA"
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  pwfile=$(mktemp)
+  printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
+  chown postgres "$pwfile"
+  as_postgres initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  rm -f "$pwfile"
+  echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
+  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  if [ "$db" != postgres ]; then
+    as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
+    as_postgres psql -v ON_ERROR_STOP=1 -U "$user" -d postgres -q \
+      -c "CREATE DATABASE \"$db\"" >/dev/null
+    as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+  fi
+  echo "postgres stand-in: initialised $PGDATA with database $db for user $user"
+fi
+
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA"
