@@ -9,8 +9,6 @@
 # stand-ins tagged with the same names (built once, then cached in local image storage).
 #
 # Settings (environment):
-#   BACKUP_CHECKS=auto|on|off   the backup/restore exercise (auto: run it when the image has
-#                               the `backup` command, otherwise say loudly that it was skipped)
 #   HOST_PORT=3000              host port for the API (default 3000, another one if taken)
 #   CONTAINER_STAGE_CACHE=DIR   where the Python tools are kept between runs
 set -Eeuo pipefail
@@ -27,7 +25,6 @@ readonly NETWORKS=(task-network task-db-internal)
 readonly MEMORY_LIMIT_BYTES=$((512 * 1024 * 1024))
 
 CACHE=${CONTAINER_STAGE_CACHE:-/var/cache/task-api-container-stage}
-BACKUP_CHECKS=${BACKUP_CHECKS:-auto}
 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 WORK=$(mktemp -d /tmp/container-stage.XXXXXX)
 # A fresh password per run: the secret checks look for this exact string.
@@ -121,9 +118,6 @@ mem_bytes() {
     sed 's/B$//; s/k$/K/' | numfmt --from=si
 }
 human() { numfmt --to=iec-i --suffix=B "$1"; }
-image_has_backup_command() {
-  podman run --rm --pull=never --entrypoint /task-api "$IMAGE" backup --help >/dev/null 2>&1
-}
 
 # The API container exactly as users start it (README "Containers"), plus any extra flags.
 run_api() {
@@ -641,13 +635,9 @@ check_compose() {
   note "compose: read-only, cap_drop ALL, no-new-privileges, 512m/0.5 CPU, tmpfs, restart, password only as a file"
   note "compose: task-db only on internal network task-db-internal, no published port"
 
-  if image_has_backup_command; then
-    [ "$(podman inspect -f '{{.State.Running}}' task-api-backup)" = true ] ||
-      die "compose: the backup service is not running"
-    note "compose: backup service running"
-  else
-    note "compose: backup service PENDING (this build of task-api has no 'backup' command)"
-  fi
+  [ "$(podman inspect -f '{{.State.Running}}' task-api-backup)" = true ] ||
+    die "compose: the backup service is not running"
+  note "compose: backup service running"
 
   # down keeps the database volume; down -v deletes it.
   (cd "$compose_dir" && compose down) >/dev/null 2>&1 || die "podman-compose down failed"
@@ -692,25 +682,6 @@ check_backup_restore() {
   (cd "$compose_dir" && compose down -v) >/dev/null 2>&1
 }
 
-backup_restore() {
-  case "$BACKUP_CHECKS" in
-    off)
-      REPORT[backup]="off (BACKUP_CHECKS=off)"
-      ;;
-    on) check_backup_restore ;;
-    auto)
-      if image_has_backup_command; then
-        check_backup_restore
-      else
-        step "backup and restore through the compose stack"
-        REPORT[backup]="SKIPPED: this build of task-api has no 'backup' command yet"
-        printf '\n  *** %s. Set BACKUP_CHECKS=on to make it mandatory. ***\n' "${REPORT[backup]}"
-      fi
-      ;;
-    *) die "BACKUP_CHECKS must be auto, on or off, not '$BACKUP_CHECKS'" ;;
-  esac
-}
-
 summary() {
   step "summary"
   local k
@@ -738,7 +709,7 @@ main() {
   stop_database
   check_sqlite_volume
   check_compose
-  backup_restore
+  check_backup_restore
   REPORT[total]="$(($(date +%s) - start)) s"
   summary
   printf '  %-12s %s\n' total "${REPORT[total]}"
