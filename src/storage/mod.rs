@@ -42,7 +42,6 @@ pub struct ExportSummary {
     pub rows: u64,
     /// The highest id ever handed out (the id sequence), which may exceed the largest id left.
     pub id_high_water: i64,
-    pub schema_version: i64,
 }
 
 /// What a restore feeds storage: batches of tasks, then `End` once the whole file checked out.

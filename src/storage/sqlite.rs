@@ -226,11 +226,6 @@ impl SqliteStore {
         )
         .fetch_one(&mut *tx)
         .await?;
-        let schema_version: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
         let sql = format!("SELECT {COLUMNS} FROM tasks ORDER BY id");
         let rows = sqlx::query_as::<_, Row>(&sql).fetch(&mut *tx);
         let (count, max_id) = send_in_batches(rows, &sink).await?;
@@ -238,7 +233,6 @@ impl SqliteStore {
         Ok(ExportSummary {
             rows: count,
             id_high_water: sequence_high.max(max_id),
-            schema_version,
         })
     }
 

@@ -12,6 +12,18 @@ use crate::helpers::{TestApp, spawn_app_unready};
 use crate::pg;
 use crate::process::{Output, Server, run};
 
+/// A policy that keeps nothing but what prune must never delete.
+const PRUNE_ALL_BUT_NEWEST: [&str; 8] = [
+    "backups",
+    "prune",
+    "--keep-last",
+    "0",
+    "--keep-daily",
+    "0",
+    "--keep-weekly",
+    "0",
+];
+
 /// A server on an existing database, ready.
 async fn app_on(database: DatabaseConfig) -> TestApp {
     let mut config = Config::new(database);
@@ -555,21 +567,7 @@ async fn list_verify_and_prune_report_and_keep_what_they_should() {
         b"pg_dump output",
     )
     .unwrap();
-    let prune = run(
-        dir.path(),
-        &[
-            "backups",
-            "prune",
-            "--keep-last",
-            "0",
-            "--keep-daily",
-            "0",
-            "--keep-weekly",
-            "0",
-        ],
-        &envs,
-    )
-    .await;
+    let prune = run(dir.path(), &PRUNE_ALL_BUT_NEWEST, &envs).await;
     assert_eq!(prune.status.code(), Some(0), "{}", prune.stderr);
     assert_eq!(
         backups_in(&backups).len(),
@@ -615,21 +613,7 @@ async fn list_verify_and_prune_report_and_keep_what_they_should() {
         verify.stdout
     );
 
-    let prune = run(
-        dir.path(),
-        &[
-            "backups",
-            "prune",
-            "--keep-last",
-            "0",
-            "--keep-daily",
-            "0",
-            "--keep-weekly",
-            "0",
-        ],
-        &envs,
-    )
-    .await;
+    let prune = run(dir.path(), &PRUNE_ALL_BUT_NEWEST, &envs).await;
     assert_eq!(prune.status.code(), Some(0), "{}", prune.stderr);
     let names: Vec<String> = backups_in(&backups)
         .iter()
@@ -860,4 +844,51 @@ async fn pg_dump_and_psql_restore_our_schema_as_the_readme_shows() {
     assert_eq!(app.create_ok("after psql").await["id"], 21);
     drop(app);
     server.drop_database_blocking(&name);
+}
+
+/// A schedule that cannot write (BACKUP_DIR is a file) shows in /metrics at once and is
+/// retried (after the interval here, as it is shorter than a minute); the API stays healthy.
+#[tokio::test]
+async fn a_failing_schedule_is_counted_retried_and_does_not_hurt_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not-a-dir"), b"").unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[("BACKUP_EVERY", "1s"), ("BACKUP_DIR", "not-a-dir")],
+    );
+    server.wait_ready().await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let text = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let failures = text.lines().find_map(|l| {
+            l.strip_prefix("backup_failures_total ")?
+                .parse::<f64>()
+                .ok()
+        });
+        if failures.is_some_and(|n| n >= 2.0) {
+            assert!(text.contains("backup_successes_total 0"), "{text}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no retried failure:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let health = client.get(server.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+    assert!(server.logs().contains("backup failed"), "{}", server.logs());
 }
