@@ -7,6 +7,7 @@
 //! - [`domain`]: validated task types, the only input storage accepts;
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
+//! - [`sysinfo`]: process and container (cgroup) resource readings for metrics and doctor;
 //! - [`startup`]: binding, serving, background schema preparation, graceful shutdown.
 
 pub mod backup;
@@ -17,4 +18,5 @@ pub mod healthcheck;
 pub mod http;
 pub mod startup;
 pub mod storage;
+pub mod sysinfo;
 pub mod telemetry;
