@@ -104,6 +104,8 @@ pub struct ServerArgs {
     pub backup_at: Option<chrono::NaiveTime>,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub expected_backups: ExpectedBackupArgs,
     /// Skip applying migrations at start (the service then waits until they are applied).
     #[arg(long = "no-migrate", env = "NO_MIGRATE", default_value_t = false)]
     pub no_migrate: bool,
@@ -117,6 +119,15 @@ pub struct ServerArgs {
     /// After the listener closes, how long in-flight requests may take before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+/// How often backups are expected when another process takes them (the compose `backup`
+/// service, a cron job, a Kubernetes CronJob): lets health, metrics and `doctor` judge their age.
+#[derive(Debug, Clone, Args)]
+pub struct ExpectedBackupArgs {
+    /// Interval at which some process takes backups into BACKUP_DIR (e.g. 24h).
+    #[arg(long, env = "BACKUP_EXPECTED_INTERVAL", value_parser = humantime::parse_duration)]
+    pub backup_expected_interval: Option<Duration>,
 }
 
 /// Where backups live.
@@ -324,6 +335,9 @@ pub struct Config {
     pub db: DatabaseSettings,
     pub backup_dir: PathBuf,
     pub backup_schedule: Schedule,
+    /// How often a backup should appear in `backup_dir`: this process's own schedule, else
+    /// `BACKUP_EXPECTED_INTERVAL`; `None` when nobody said.
+    pub backup_expected_interval: Option<Duration>,
     pub retention: RetentionPolicy,
     pub migrate_on_start: bool,
     pub max_concurrent_requests: usize,
@@ -340,6 +354,7 @@ impl Config {
             db: DatabaseSettings::new(database),
             backup_dir: PathBuf::from("./backups"),
             backup_schedule: Schedule::default(),
+            backup_expected_interval: None,
             retention: RetentionPolicy::default(),
             migrate_on_start: true,
             max_concurrent_requests: 256,
@@ -349,15 +364,19 @@ impl Config {
     }
 
     pub fn from_args(server: ServerArgs, db: DatabaseArgs) -> Result<Self, ConfigError> {
+        let backup_schedule = Schedule {
+            every: server.backup_every,
+            daily_at: server.backup_at,
+        };
         Ok(Self {
             bind_address: server.bind_address,
             port: server.port,
             db: DatabaseSettings::try_from(db)?,
             backup_dir: server.backups.backup_dir,
-            backup_schedule: Schedule {
-                every: server.backup_every,
-                daily_at: server.backup_at,
-            },
+            backup_schedule,
+            backup_expected_interval: backup_schedule
+                .interval()
+                .or(server.expected_backups.backup_expected_interval),
             retention: server.retention.into(),
             migrate_on_start: !server.no_migrate,
             max_concurrent_requests: server.max_concurrent_requests as usize,

@@ -26,6 +26,15 @@ impl Schedule {
         self.every.is_some() || self.daily_at.is_some()
     }
 
+    /// The longest time this schedule lets pass between two backups.
+    pub fn interval(&self) -> Option<Duration> {
+        let daily = self.daily_at.map(|_| Duration::from_secs(24 * 60 * 60));
+        match (self.every, daily) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The next run after `now`, given the newest backup already in the directory. An interval
     /// counts from that backup, so a restarted scheduler neither doubles up nor leaves a gap.
     pub fn next_run(
@@ -160,6 +169,28 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_interval_is_the_shorter_of_both_rules() {
+        let hour = Duration::from_secs(3600);
+        let daily = NaiveTime::from_hms_opt(3, 0, 0);
+        assert_eq!(Schedule::default().interval(), None);
+        let every = |h: u64| Schedule {
+            every: Some(hour * h as u32),
+            daily_at: None,
+        };
+        assert_eq!(every(6).interval(), Some(hour * 6));
+        let only_daily = Schedule {
+            every: None,
+            daily_at: daily,
+        };
+        assert_eq!(only_daily.interval(), Some(hour * 24));
+        let both = Schedule {
+            every: Some(hour * 48),
+            daily_at: daily,
+        };
+        assert_eq!(both.interval(), Some(hour * 24));
     }
 
     #[test]
