@@ -12,6 +12,12 @@
 FROM rust:1.95-slim-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
+# cargo-auditable records the exact crates compiled into the binary in a `.dep-v0` section, so
+# `cargo audit bin` and SBOM scanners (syft, trivy, grype) check what really shipped.
+ARG CARGO_AUDITABLE_VERSION=0.7.7
+RUN cargo install --locked "cargo-auditable@${CARGO_AUDITABLE_VERSION}" \
+ && cargo auditable --version
+
 # A fully static binary linked against glibc (crt-static; the base image's gcc and libc6-dev
 # build the C parts of ring and of the bundled SQLite). Not musl: musl's resolver sends each
 # DNS query to every nameserver at once and takes the first answer, so where resolv.conf lists
@@ -30,17 +36,18 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && cargo build --release --locked \
+ && cargo auditable build --release --locked \
  && cargo clean --release --locked --target "$CARGO_BUILD_TARGET" -p task-api \
  && rm -rf src
 
 COPY migrations migrations
 COPY src src
-RUN cargo build --release --locked \
+RUN cargo auditable build --release --locked \
  && cp "target/$CARGO_BUILD_TARGET/release/task-api" /task-api \
  && /task-api --version | grep -q '^task-api ' \
  && readelf -d /task-api > /tmp/dynamic-section \
- && ! grep -q '(NEEDED)' /tmp/dynamic-section
+ && ! grep -q '(NEEDED)' /tmp/dynamic-section \
+ && readelf -S /task-api | grep -q '\.dep-v0'
 
 # The runtime filesystem, assembled here because the last stage has no shell:
 # /etc/passwd and /etc/group with the service user 1001, nsswitch.conf (host names from

@@ -182,7 +182,7 @@ preflight() {
 
 lint() {
   step "lint (shellcheck, hadolint, checkov)"
-  shellcheck -x ci/container-stage.sh scripts/backup.sh scripts/restore.sh \
+  shellcheck -x ci/container-stage.sh ci/image-supply-chain.sh scripts/backup.sh scripts/restore.sh \
     scripts/container-engine.sh ci/standins/postgres/entrypoint.sh
   note "shellcheck: clean"
   "$CACHE/venv/bin/hadolint" --failure-threshold info Dockerfile
@@ -261,6 +261,14 @@ SOURCES
 build_image() {
   step "build $IMAGE once (and the debug target)"
   cargo fetch --locked
+  # The build runs offline: installing the Dockerfile's cargo-auditable here first puts its
+  # crates in the registry mounted into the build.
+  local auditable
+  auditable=$(sed -n 's/^ARG CARGO_AUDITABLE_VERSION=//p' Dockerfile)
+  [ -n "$auditable" ] || die "the Dockerfile names no CARGO_AUDITABLE_VERSION"
+  cargo auditable --version 2>/dev/null | grep -qF "$auditable" ||
+    cargo install --locked --quiet "cargo-auditable@$auditable" ||
+    die "cargo install cargo-auditable@$auditable failed"
   local offline=$WORK/cargo-offline.toml start
   # Offline through a mounted cargo config: nothing about the build machine ends up in the image.
   printf '[net]\noffline = true\n' >"$offline"
@@ -279,6 +287,11 @@ build_image() {
   REPORT[size]="$(human "$size") ($size bytes)"
   note "image size: ${REPORT[size]}"
   [ "$size" -lt $((20 * 1000 * 1000)) ] || die "$IMAGE is ${REPORT[size]}, the goal is under 20 MB"
+}
+
+supply_chain() {
+  step "supply chain of the image (cargo auditable data, cargo audit bin, CycloneDX SBOM)"
+  bash ci/image-supply-chain.sh "$IMAGE" "${SBOM_DIR:-target/sbom}"
 }
 
 image_contract() {
@@ -700,6 +713,7 @@ main() {
   standins
   build_image
   image_contract
+  supply_chain
   start_database
   check_users_command
   check_read_only
