@@ -7,7 +7,8 @@
 //! - [`domain`]: validated task types, the only input storage accepts;
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
-//! - [`startup`]: binding, serving, background schema preparation, graceful shutdown.
+//! - [`startup`]: binding, serving, background schema preparation, graceful shutdown;
+//! - [`tokens`]: the bearer tokens of `API_TOKENS_FILE` and `METRICS_TOKENS_FILE`.
 
 pub mod backup;
 pub mod cli;
@@ -18,3 +19,4 @@ pub mod http;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tokens;
