@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn only_the_bearer_scheme_yields_a_token() {
         assert_eq!(bearer_token(&with_authorization("Bearer abc")), Some("abc"));
-        assert_eq!(bearer_token(&with_authorization("bearer  abc ")), Some("abc"));
+        assert_eq!(
+            bearer_token(&with_authorization("bearer  abc ")),
+            Some("abc")
+        );
         assert_eq!(bearer_token(&with_authorization("Basic YTpi")), None);
         assert_eq!(bearer_token(&with_authorization("Bearer ")), None);
         assert_eq!(bearer_token(&HeaderMap::new()), None);

@@ -62,11 +62,7 @@ pub fn layer(origins: Vec<HeaderValue>) -> CorsLayer {
             header::IF_NONE_MATCH,
             IDEMPOTENCY_KEY,
         ])
-        .expose_headers([
-            header::ETAG,
-            header::LOCATION,
-            IDEMPOTENT_REPLAYED,
-        ])
+        .expose_headers([header::ETAG, header::LOCATION, IDEMPOTENT_REPLAYED])
 }
 
 #[cfg(test)]

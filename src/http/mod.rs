@@ -78,7 +78,9 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
 
     let layers = ServiceBuilder::new()
         // Any layer that prints request headers shows this one redacted.
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
