@@ -595,6 +595,21 @@ mod tests {
     }
 
     #[test]
+    fn api_auth_is_enabled_exactly_when_api_tokens_are_configured() {
+        let mut config = Config::new(DatabaseConfig::Sqlite {
+            path: PathBuf::from("tasks.db"),
+        });
+        assert!(!config.api_auth_enabled(), "open by default");
+        config.metrics_tokens = Some(TokenSet::from_tokens(["metrics-token-0123456789"]));
+        assert!(
+            !config.api_auth_enabled(),
+            "a metrics token guards /metrics only"
+        );
+        config.api_tokens = Some(TokenSet::from_tokens(["api-token-0123456789"]));
+        assert!(config.api_auth_enabled());
+    }
+
+    #[test]
     fn url_password_detection_looks_only_at_the_authority() {
         assert!(url_has_password("postgres://u:p@h/db"));
         assert!(!url_has_password("postgres://u@h/db"));
