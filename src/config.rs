@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use crate::backup::RetentionPolicy;
 use crate::backup::schedule::Schedule;
+use crate::tokens::{TokenFileError, TokenSet};
 
 /// Everything a configuration error can be; each renders as one line naming the setting.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,16 @@ pub enum ConfigError {
     SslMode(String),
     #[error("DATABASE_URL: {0}")]
     DatabaseUrl(String),
+    /// The error names the file and line, never a token.
+    #[error("{setting}: {source}")]
+    TokenFile {
+        setting: &'static str,
+        source: TokenFileError,
+    },
+    #[error("CORS_ALLOWED_ORIGINS: {0}")]
+    CorsOrigins(String),
+    #[error("IDEMPOTENCY_KEY_TTL: must be longer than zero")]
+    IdempotencyKeyTtl,
 }
 
 /// The database settings as the user gives them (environment variables or flags).
@@ -119,6 +131,27 @@ pub struct ServerArgs {
     /// After the listener closes, how long in-flight requests may take before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Who may call the API, and how retries are recognised.
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// File of API tokens (one a line, or sha256:<hex> of one); every /tasks request then
+    /// needs `Authorization: Bearer <token>`. Off by default.
+    #[arg(long, env = "API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// File of tokens (same format) that /metrics then requires; open by default.
+    #[arg(long, env = "METRICS_TOKENS_FILE")]
+    pub metrics_tokens_file: Option<PathBuf>,
+    /// Comma-separated browser origins allowed by CORS (https://app.example.com); closed by
+    /// default.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS")]
+    pub cors_allowed_origins: Option<String>,
+    /// How long an Idempotency-Key of POST /tasks is remembered.
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_key_ttl: Duration,
 }
 
 /// How often backups are expected when another process takes them (the compose `backup`
@@ -343,9 +376,21 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     pub shutdown_drain_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// Tokens every `/tasks` request needs; `None`: the task routes are open.
+    pub api_tokens: Option<TokenSet>,
+    /// Tokens `/metrics` needs; `None`: it is open.
+    pub metrics_tokens: Option<TokenSet>,
+    /// Browser origins CORS allows; empty: no CORS headers at all.
+    pub cors_allowed_origins: Vec<HeaderValue>,
+    pub idempotency_key_ttl: Duration,
 }
 
 impl Config {
+    /// Whether the task routes require an API token.
+    pub fn api_auth_enabled(&self) -> bool {
+        self.api_tokens.is_some()
+    }
+
     /// Defaults for everything but the database; tests and embedders start here.
     pub fn new(database: DatabaseConfig) -> Self {
         Self {
@@ -360,6 +405,10 @@ impl Config {
             max_concurrent_requests: 256,
             shutdown_drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
+            api_tokens: None,
+            metrics_tokens: None,
+            cors_allowed_origins: Vec::new(),
+            idempotency_key_ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
 
@@ -368,6 +417,23 @@ impl Config {
             every: server.backup_every,
             daily_at: server.backup_at,
         };
+        let access = server.access;
+        let load_tokens = |setting, path: Option<PathBuf>| {
+            path.map(|p| TokenSet::from_file(&p))
+                .transpose()
+                .map_err(|source| ConfigError::TokenFile { setting, source })
+        };
+        let api_tokens = load_tokens("API_TOKENS_FILE", access.api_tokens_file)?;
+        let metrics_tokens = load_tokens("METRICS_TOKENS_FILE", access.metrics_tokens_file)?;
+        let cors_allowed_origins = match access.cors_allowed_origins.as_deref() {
+            Some(list) => {
+                crate::http::cors::parse_allowed_origins(list).map_err(ConfigError::CorsOrigins)?
+            }
+            None => Vec::new(),
+        };
+        if access.idempotency_key_ttl.is_zero() {
+            return Err(ConfigError::IdempotencyKeyTtl);
+        }
         Ok(Self {
             bind_address: server.bind_address,
             port: server.port,
@@ -382,6 +448,10 @@ impl Config {
             max_concurrent_requests: server.max_concurrent_requests as usize,
             shutdown_drain_delay: server.shutdown_drain_delay,
             shutdown_timeout: server.shutdown_timeout,
+            api_tokens,
+            metrics_tokens,
+            cors_allowed_origins,
+            idempotency_key_ttl: access.idempotency_key_ttl,
         })
     }
 }
@@ -541,6 +611,21 @@ mod tests {
             config.to_string(),
             "postgres://taskuser@task-db:5432/taskmanager"
         );
+    }
+
+    #[test]
+    fn api_auth_is_enabled_exactly_when_api_tokens_are_configured() {
+        let mut config = Config::new(DatabaseConfig::Sqlite {
+            path: PathBuf::from("tasks.db"),
+        });
+        assert!(!config.api_auth_enabled(), "open by default");
+        config.metrics_tokens = Some(TokenSet::from_tokens(["metrics-token-0123456789"]));
+        assert!(
+            !config.api_auth_enabled(),
+            "a metrics token guards /metrics only"
+        );
+        config.api_tokens = Some(TokenSet::from_tokens(["api-token-0123456789"]));
+        assert!(config.api_auth_enabled());
     }
 
     #[test]

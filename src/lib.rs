@@ -8,7 +8,8 @@
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
 //! - [`sysinfo`]: process and container (cgroup) resource readings for metrics and doctor;
-//! - [`startup`]: binding, serving, background schema preparation, graceful shutdown.
+//! - [`startup`]: binding, serving, background schema preparation, graceful shutdown;
+//! - [`tokens`]: the bearer tokens of `API_TOKENS_FILE` and `METRICS_TOKENS_FILE`.
 
 pub mod backup;
 pub mod cli;
@@ -20,3 +21,4 @@ pub mod startup;
 pub mod storage;
 pub mod sysinfo;
 pub mod telemetry;
+pub mod tokens;

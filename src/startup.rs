@@ -13,6 +13,7 @@ use crate::config::{Config, DatabaseConfig};
 use crate::http::{self, AppState};
 use crate::storage::{Database, StorageError};
 use crate::telemetry::error_chain;
+use crate::tokens::TokenSet;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?;
         Ok(Self {
             listener,
-            state: AppState::new(db, config.backup_dir.clone()),
+            state: AppState::new(db, &config),
             config,
         })
     }
@@ -213,6 +214,10 @@ fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
         backup_at = ?config.backup_schedule.daily_at,
         migrate_on_start = config.migrate_on_start,
         max_concurrent_requests = config.max_concurrent_requests,
+        api_tokens = config.api_tokens.as_ref().map_or(0, TokenSet::len),
+        metrics_tokens = config.metrics_tokens.as_ref().map_or(0, TokenSet::len),
+        cors_allowed_origins = ?config.cors_allowed_origins,
+        idempotency_key_ttl = ?config.idempotency_key_ttl,
         shutdown_drain_delay = ?config.shutdown_drain_delay,
         shutdown_timeout = ?config.shutdown_timeout,
         "starting task-api"

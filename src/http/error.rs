@@ -33,6 +33,12 @@ pub enum ApiError {
         message: String,
         details: BTreeMap<String, String>,
     },
+    /// No valid bearer token; `invalid_token` when one was given but is not accepted.
+    #[error("{message}")]
+    Unauthorized {
+        message: &'static str,
+        invalid_token: bool,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("request body must be JSON (Content-Type: application/json)")]
@@ -42,6 +48,11 @@ pub enum ApiError {
     PreconditionFailed,
     #[error("request body is too large")]
     PayloadTooLarge,
+    /// The `Idempotency-Key` was already used for a different request body.
+    #[error(
+        "this Idempotency-Key was already used with a different request body: use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
     #[error("too many requests in progress, retry later")]
     Overloaded,
     /// The database is away, busy or not migrated yet; the cause is logged, not returned.
@@ -69,10 +80,12 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -82,10 +95,12 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. } => code,
             Self::Validation { .. } => "validation_failed",
+            Self::Unauthorized { .. } => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PreconditionFailed => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Overloaded => "overloaded",
             Self::Unavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
@@ -148,11 +163,25 @@ impl IntoResponse for ApiError {
         }
         let code = self.code();
         let message = self.to_string();
+        let challenge = match &self {
+            Self::Unauthorized {
+                invalid_token: true,
+                ..
+            } => Some(r#"Bearer realm="task-api", error="invalid_token""#),
+            Self::Unauthorized { .. } => Some(r#"Bearer realm="task-api""#),
+            _ => None,
+        };
         let details = match self {
             Self::BadRequest { details, .. } | Self::Validation { details, .. } => details,
             _ => BTreeMap::new(),
         };
         let mut response = envelope(status, code, message, details);
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -22,38 +22,58 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !has_json_content_type(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let bytes =
-            Bytes::from_request(req, state)
-                .await
-                .map_err(|rejection: BytesRejection| {
-                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        ApiError::PayloadTooLarge
-                    } else {
-                        ApiError::bad_request("invalid_body", "could not read the request body")
-                    }
-                })?;
-        // serde would also read a struct from a JSON array; only an object is a valid body.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(
-                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                    Ok(_) => {
-                        ApiError::bad_request("invalid_body", "request body must be a JSON object")
-                    }
-                    Err(e) => ApiError::bad_request(
-                        "invalid_json",
-                        format!("request body is not valid JSON: {e}"),
-                    ),
-                },
-            );
-        }
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(deserializer) {
-            Ok(value) => Ok(Self(value)),
-            Err(error) => Err(json_error(&error)),
-        }
+        read_json(req, state).await.map(|(value, _)| Self(value))
+    }
+}
+
+/// A [`JsonBody`] together with the bytes it was read from (for a request fingerprint).
+pub struct JsonBodyBytes<T>(pub T, pub Bytes);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBodyBytes<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        read_json(req, state)
+            .await
+            .map(|(value, bytes)| Self(value, bytes))
+    }
+}
+
+/// Reads and checks a JSON body, as [`JsonBody`] describes.
+async fn read_json<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<(T, Bytes), ApiError> {
+    if !has_json_content_type(req.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::bad_request("invalid_body", "could not read the request body")
+            }
+        })?;
+    // serde would also read a struct from a JSON array; only an object is a valid body.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => {
+                    ApiError::bad_request("invalid_body", "request body must be a JSON object")
+                }
+                Err(e) => ApiError::bad_request(
+                    "invalid_json",
+                    format!("request body is not valid JSON: {e}"),
+                ),
+            },
+        );
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+    match serde_path_to_error::deserialize(deserializer) {
+        Ok(value) => Ok((value, bytes)),
+        Err(error) => Err(json_error(&error)),
     }
 }
 

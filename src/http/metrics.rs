@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::state::AppState;
 use crate::backup::BackupOutcome;
 use crate::backup::schedule::RunObserver;
@@ -264,7 +264,12 @@ fn method_label(method: &Method) -> &'static str {
 /// Prometheus scrape endpoint.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
+        (status = 401, description = "METRICS_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
+         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+    )
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state

@@ -1,10 +1,13 @@
 //! The HTTP layer: routes, middleware and the wire format. Storage is reached only through
 //! [`AppState::db`], with validated domain values.
 
+mod auth;
 mod conditional;
+pub mod cors;
 pub mod error;
 mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -23,6 +26,7 @@ use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -59,9 +63,24 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
                 .load_shed()
                 // Global: one budget shared by every task route, not one per route.
                 .layer(GlobalConcurrencyLimitLayer::new(max_concurrent_requests)),
-        );
+        )
+        // Outermost: a request without a valid token costs neither a slot nor a database call.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_token,
+        ));
+    let metrics_route = get(metrics::metrics).route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_metrics_token,
+    ));
+    let cors = (!state.cors_allowed_origins().is_empty())
+        .then(|| cors::layer(state.cors_allowed_origins().to_vec()));
 
     let layers = ServiceBuilder::new()
+        // Any layer that prints request headers shows this one redacted.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -95,6 +114,8 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
             state.clone(),
             metrics::track_requests,
         ))
+        // Inside the header layers, so preflight answers carry the security headers too.
+        .option_layer(cors)
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
 
@@ -103,7 +124,7 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
         .route("/health", get(health::health))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .route("/metrics", metrics_route)
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(unknown_route)
         .layer(layers)

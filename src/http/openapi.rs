@@ -4,7 +4,8 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorEnvelope};
 use super::health::{HealthReport, ProbeReport};
@@ -24,6 +25,7 @@ use crate::domain::TaskStatus;
         tasks::patch_task, tasks::delete_task,
         health::health, health::livez, health::readyz, metrics::metrics, openapi_json,
     ),
+    modifiers(&BearerSchemes),
     components(schemas(
         TaskView, TaskStatus, TaskInput, TaskPatch, TaskEnvelope, TaskListEnvelope, Pagination,
         ErrorEnvelope, ErrorBody, HealthReport, ProbeReport,
@@ -34,6 +36,33 @@ use crate::domain::TaskStatus;
     )
 )]
 pub struct ApiDoc;
+
+/// The two bearer schemes: API tokens for `/tasks`, metrics tokens for `/metrics`. Each is
+/// required only when its token file is configured, hence the optional requirement (`{}`)
+/// beside it on every operation.
+struct BearerSchemes;
+
+impl Modify for BearerSchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(description))
+                    .build(),
+            )
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_token",
+            bearer("A token of API_TOKENS_FILE; required by /tasks when that file is set."),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            bearer("A token of METRICS_TOKENS_FILE; required by /metrics when that file is set."),
+        );
+    }
+}
 
 /// This document.
 #[utoipa::path(

@@ -3,10 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderValue;
 
 use super::metrics::Metrics;
+use crate::config::Config;
 use crate::storage::Database;
+use crate::tokens::TokenSet;
 
 /// Shared, cheaply cloned application state.
 #[derive(Clone)]
@@ -23,18 +27,28 @@ struct Inner {
     schema_ready: AtomicBool,
     /// Set when shutdown begins, so load balancers stop sending traffic (readiness 503).
     draining: AtomicBool,
+    /// Tokens the task routes require; `None` leaves them open.
+    api_tokens: Option<TokenSet>,
+    /// Tokens `/metrics` requires; `None` leaves it open.
+    metrics_tokens: Option<TokenSet>,
+    idempotency_key_ttl: Duration,
+    cors_allowed_origins: Vec<HeaderValue>,
 }
 
 impl AppState {
-    pub fn new(db: Database, backup_dir: PathBuf) -> Self {
+    pub fn new(db: Database, config: &Config) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
-                backup_dir,
+                backup_dir: config.backup_dir.clone(),
                 metrics: Metrics::new(),
                 started: Instant::now(),
                 schema_ready: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
+                api_tokens: config.api_tokens.clone(),
+                metrics_tokens: config.metrics_tokens.clone(),
+                idempotency_key_ttl: config.idempotency_key_ttl,
+                cors_allowed_origins: config.cors_allowed_origins.clone(),
             }),
         }
     }
@@ -45,6 +59,28 @@ impl AppState {
 
     pub fn backup_dir(&self) -> &Path {
         &self.inner.backup_dir
+    }
+
+    pub fn api_tokens(&self) -> Option<&TokenSet> {
+        self.inner.api_tokens.as_ref()
+    }
+
+    /// Whether the task routes require a token (a self-check warns when they do not).
+    pub fn api_auth_enabled(&self) -> bool {
+        self.inner.api_tokens.is_some()
+    }
+
+    pub fn metrics_tokens(&self) -> Option<&TokenSet> {
+        self.inner.metrics_tokens.as_ref()
+    }
+
+    pub fn idempotency_key_ttl(&self) -> Duration {
+        self.inner.idempotency_key_ttl
+    }
+
+    /// Browser origins allowed by CORS; empty means CORS stays closed.
+    pub fn cors_allowed_origins(&self) -> &[HeaderValue] {
+        &self.inner.cors_allowed_origins
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -7,33 +7,66 @@ use axum::response::{IntoResponse, Response};
 
 use super::conditional::{IfMatch, IfNoneMatch, Precondition, etag_header};
 use super::error::{ApiError, ErrorEnvelope};
-use super::extract::{JsonBody, ListParams, ListRequest, TaskIdPath};
+use super::extract::{JsonBody, JsonBodyBytes, ListParams, ListRequest, TaskIdPath};
+use super::idempotency::{self, IdempotencyKey};
 use super::model::{Pagination, TaskEnvelope, TaskInput, TaskListEnvelope, TaskPatch};
 use super::state::AppState;
 use crate::domain::{self, Task, TaskId};
-use crate::storage::WriteOutcome;
+use crate::storage::{CreateOnce, IdempotencyClaim, WriteOutcome};
 
 /// Create a task.
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks",
+    security((), ("api_token" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+         description = "Makes a retry safe: a request repeating an earlier one's key and body gets \
+                        that first response back (marked Idempotent-Replayed) and creates nothing. \
+                        Remembered for IDEMPOTENCY_KEY_TTL (24 h by default)."),
+    ),
     request_body = TaskInput,
     responses(
-        (status = 201, description = "Created", body = TaskEnvelope,
+        (status = 201, description = "Created (or, with a known Idempotency-Key, the first response again)", body = TaskEnvelope,
          headers(("Location" = String, description = "/tasks/{id} of the new task"),
-                 ("ETag" = String, description = "Version of the task"))),
+                 ("ETag" = String, description = "Version of the task"),
+                 ("Idempotent-Replayed" = String, description = "`true` when this repeats the first response to the Idempotency-Key"))),
         (status = 400, description = "Malformed JSON, wrong types or unknown fields", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Missing or invalid field", body = ErrorEnvelope),
+        (status = 422, description = "Missing or invalid field, or an Idempotency-Key already used with another body (idempotency_key_reused)", body = ErrorEnvelope),
+        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
+         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     )
 )]
 pub async fn create_task(
     State(state): State<AppState>,
-    JsonBody(input): JsonBody<TaskInput>,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBodyBytes(input, body): JsonBodyBytes<TaskInput>,
 ) -> Result<Response, ApiError> {
     let new_task = input.validate()?;
-    let task = state.db().create_task(&new_task, domain::now()).await?;
+    let now = domain::now();
+    if let Some(key) = key.as_deref() {
+        let ttl = chrono::TimeDelta::from_std(state.idempotency_key_ttl())
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let claim = IdempotencyClaim {
+            key,
+            fingerprint: idempotency::fingerprint(&body),
+            expires_at: now
+                .checked_add_signed(ttl)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+        };
+        return match state
+            .db()
+            .create_task_once(&new_task, now, &claim, idempotency::remember)
+            .await?
+        {
+            CreateOnce::Created(stored) => idempotency::created_response(stored, false),
+            CreateOnce::Replayed(stored) => idempotency::created_response(stored, true),
+            CreateOnce::KeyReused => Err(ApiError::IdempotencyKeyReused),
+        };
+    }
+    let task = state.db().create_task(&new_task, now).await?;
     let location = HeaderValue::try_from(format!("/tasks/{}", task.id))
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok((
@@ -47,10 +80,13 @@ pub async fn create_task(
 /// List tasks, newest first unless sorted otherwise.
 #[utoipa::path(
     get, path = "/tasks", tag = "tasks",
+    security((), ("api_token" = [])),
     params(ListParams),
     responses(
         (status = 200, description = "One page of tasks", body = TaskListEnvelope),
         (status = 400, description = "Invalid query parameter", body = ErrorEnvelope),
+        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
+         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     )
 )]
@@ -73,6 +109,7 @@ pub async fn list_tasks(
 /// Get one task.
 #[utoipa::path(
     get, path = "/tasks/{id}", tag = "tasks",
+    security((), ("api_token" = [])),
     params(
         ("id" = i64, Path, minimum = 1, description = "Task id"),
         ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the task still has this ETag"),
@@ -83,6 +120,8 @@ pub async fn list_tasks(
         (status = 304, description = "Unchanged since the given ETag"),
         (status = 400, description = "Id is not a positive integer", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
+         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     )
 )]
@@ -105,6 +144,7 @@ pub async fn get_task(
 /// Replace a task's title, description and status.
 #[utoipa::path(
     put, path = "/tasks/{id}", tag = "tasks",
+    security((), ("api_token" = [])),
     params(
         ("id" = i64, Path, minimum = 1, description = "Task id"),
         ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
@@ -118,6 +158,8 @@ pub async fn get_task(
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Missing or invalid field", body = ErrorEnvelope),
+        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
+         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     )
 )]
@@ -139,6 +181,7 @@ pub async fn replace_task(
 /// Change only the given fields of a task.
 #[utoipa::path(
     patch, path = "/tasks/{id}", tag = "tasks",
+    security((), ("api_token" = [])),
     params(
         ("id" = i64, Path, minimum = 1, description = "Task id"),
         ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
@@ -152,6 +195,8 @@ pub async fn replace_task(
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Invalid field or no field given", body = ErrorEnvelope),
+        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
+         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     )
 )]
@@ -173,6 +218,7 @@ pub async fn patch_task(
 /// Delete a task; the response holds it one last time.
 #[utoipa::path(
     delete, path = "/tasks/{id}", tag = "tasks",
+    security((), ("api_token" = [])),
     params(
         ("id" = i64, Path, minimum = 1, description = "Task id"),
         ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
@@ -182,6 +228,8 @@ pub async fn patch_task(
         (status = 400, description = "Id is not a positive integer", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
         (status = 412, description = "If-Match names a version the task no longer has", body = ErrorEnvelope),
+        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
+         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     )
 )]

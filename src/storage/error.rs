@@ -17,6 +17,9 @@ pub enum StorageError {
     Query(#[source] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The response to remember for an idempotency key could not be encoded (a bug).
+    #[error("cannot encode the response to remember")]
+    Encode(#[source] serde_json::Error),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
     #[error("cannot create the data directory {path}")]

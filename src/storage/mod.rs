@@ -33,6 +33,38 @@ pub enum WriteOutcome {
     Stale,
 }
 
+/// An `Idempotency-Key` and what it guards, for [`Database::create_task_once`].
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim<'a> {
+    pub key: &'a str,
+    /// SHA-256 of the canonical request body.
+    pub fingerprint: [u8; 32],
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The first response to a keyed create, remembered so a retry gets exactly the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub task_id: i64,
+    pub etag: String,
+    pub body: String,
+}
+
+/// What a keyed create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOnce {
+    /// The key was new (or expired): the task was created with it, in one transaction.
+    Created(StoredResponse),
+    /// The key was already used for this same request: nothing was created.
+    Replayed(StoredResponse),
+    /// The key was already used for a different request: nothing was created.
+    KeyReused,
+}
+
+/// Expired idempotency keys removed per keyed create: bounded work, and still far more than
+/// one create can leave behind.
+const PURGE_BATCH: i64 = 100;
+
 /// Tasks travel between storage and backup files in batches of this many.
 pub const BATCH_ROWS: usize = 1000;
 
@@ -183,6 +215,22 @@ impl Database {
         now: DateTime<Utc>,
     ) -> Result<Task, StorageError> {
         dispatch!(self, s => s.create_task(task, now))
+    }
+
+    /// Creates a task under an idempotency key, unless the key is already taken: then nothing
+    /// is created and the first response (or, for another body, a refusal) comes back.
+    /// `render` turns the new task into the response to remember; it is stored in the
+    /// transaction that inserts the task. A request racing another with the same key waits
+    /// for it on the key's row and then replays its response. Each call also purges a bounded
+    /// batch of expired keys.
+    pub async fn create_task_once(
+        &self,
+        task: &NewTask,
+        now: DateTime<Utc>,
+        claim: &IdempotencyClaim<'_>,
+        render: impl Fn(&Task) -> Result<StoredResponse, StorageError> + Send + Sync,
+    ) -> Result<CreateOnce, StorageError> {
+        dispatch!(self, s => s.create_task_once(task, now, claim, &render))
     }
 
     pub async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
@@ -336,6 +384,19 @@ where
         sent += last;
     }
     Ok((sent, max_id))
+}
+
+/// Compares a key's stored row with a new claim: the same request replays, another is refused.
+fn settle_claim(
+    claim: &IdempotencyClaim<'_>,
+    fingerprint: &[u8],
+    stored: StoredResponse,
+) -> CreateOnce {
+    if fingerprint == claim.fingerprint.as_slice() {
+        CreateOnce::Replayed(stored)
+    } else {
+        CreateOnce::KeyReused
+    }
 }
 
 /// Turns a stored row into a [`Task`]; a row the schema should have prevented is an error.

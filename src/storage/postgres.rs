@@ -6,8 +6,9 @@ use sqlx::{FromRow, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
 use super::{
-    ExportSummary, ImportBatch, ImportError, PoolStats, SchemaStatus, StorageError, TaskPage,
-    schema_status, send_in_batches, task_from_row,
+    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, PURGE_BATCH, PoolStats,
+    SchemaStatus, StorageError, StoredResponse, TaskPage, schema_status, send_in_batches,
+    settle_claim, task_from_row,
 };
 use crate::config::{PoolConfig, PostgresConfig};
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
@@ -108,6 +109,101 @@ impl PgStore {
             .fetch_one(&self.pool)
             .await?
             .try_into()
+    }
+
+    pub(super) async fn create_task_once(
+        &self,
+        task: &NewTask,
+        now: DateTime<Utc>,
+        claim: &IdempotencyClaim<'_>,
+        render: &(dyn Fn(&Task) -> Result<StoredResponse, StorageError> + Send + Sync),
+    ) -> Result<CreateOnce, StorageError> {
+        // A claim can lose a race only to a key that then expires and is purged at once;
+        // a few rounds settle it.
+        for _ in 0..3 {
+            if let Some(settled) = self.stored_claim(claim, now).await? {
+                return Ok(settled);
+            }
+            let mut tx = self.pool.begin().await?;
+            // SKIP LOCKED: replicas purging at once take different rows instead of queueing.
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+                 WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(now)
+            .bind(PURGE_BATCH)
+            .execute(&mut *tx)
+            .await?;
+            let sql = format!(
+                "INSERT INTO tasks (title, description, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) RETURNING {COLUMNS}"
+            );
+            let created: Task = sqlx::query_as::<_, Row>(&sql)
+                .bind(task.title.as_str())
+                .bind(task.description.as_str())
+                .bind(task.status.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_into()?;
+            let response = render(&created)?;
+            // A concurrent holder of the same key makes this wait for its commit; then the
+            // conflict leaves the row alone unless it has expired.
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys \
+                 (key, fingerprint, task_id, etag, response_body, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO UPDATE SET \
+                 fingerprint = EXCLUDED.fingerprint, task_id = EXCLUDED.task_id, \
+                 etag = EXCLUDED.etag, response_body = EXCLUDED.response_body, \
+                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at \
+                 WHERE idempotency_keys.expires_at <= EXCLUDED.created_at",
+            )
+            .bind(claim.key)
+            .bind(claim.fingerprint.as_slice())
+            .bind(response.task_id)
+            .bind(&response.etag)
+            .bind(&response.body)
+            .bind(now)
+            .bind(claim.expires_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if claimed {
+                tx.commit().await?;
+                return Ok(CreateOnce::Created(response));
+            }
+            // Someone else holds the key: undo this task and answer as they did.
+            tx.rollback().await?;
+        }
+        Err(StorageError::TimedOut)
+    }
+
+    /// The unexpired row of a claim's key, settled against the claim.
+    async fn stored_claim(
+        &self,
+        claim: &IdempotencyClaim<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CreateOnce>, StorageError> {
+        let row: Option<(Vec<u8>, i64, String, String)> = sqlx::query_as(
+            "SELECT fingerprint, task_id, etag, response_body FROM idempotency_keys \
+             WHERE key = $1 AND expires_at > $2",
+        )
+        .bind(claim.key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(fingerprint, task_id, etag, body)| {
+            settle_claim(
+                claim,
+                &fingerprint,
+                StoredResponse {
+                    task_id,
+                    etag,
+                    body,
+                },
+            )
+        }))
     }
 
     pub(super) async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
@@ -250,6 +346,11 @@ impl PgStore {
             }
             sqlx::query("TRUNCATE tasks").execute(&mut *tx).await?;
         }
+        // Remembered responses describe tasks the restore replaces: replaying one could claim
+        // a task exists that the restored data does not hold.
+        sqlx::query("DELETE FROM idempotency_keys")
+            .execute(&mut *tx)
+            .await?;
         let sequence_high: i64 = sqlx::query_scalar(
             "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('tasks', 'id')::regclass), 0)",
         )

@@ -12,8 +12,9 @@ use sqlx::{FromRow, QueryBuilder, Sqlite};
 use tokio::sync::mpsc;
 
 use super::{
-    ExportSummary, ImportBatch, ImportError, PoolStats, SchemaStatus, StorageError, TaskPage,
-    schema_status, send_in_batches, task_from_row,
+    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, PURGE_BATCH, PoolStats,
+    SchemaStatus, StorageError, StoredResponse, TaskPage, schema_status, send_in_batches,
+    settle_claim, task_from_row,
 };
 use crate::config::PoolConfig;
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
@@ -129,6 +130,113 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?
             .try_into()
+    }
+
+    pub(super) async fn create_task_once(
+        &self,
+        task: &NewTask,
+        now: DateTime<Utc>,
+        claim: &IdempotencyClaim<'_>,
+        render: &(dyn Fn(&Task) -> Result<StoredResponse, StorageError> + Send + Sync),
+    ) -> Result<CreateOnce, StorageError> {
+        let now_ms = now.timestamp_millis();
+        for _ in 0..3 {
+            if let Some(settled) = self.stored_claim(claim, now_ms).await? {
+                return Ok(settled);
+            }
+            // The first statement writes, so the transaction takes SQLite's single write lock
+            // at once (waiting up to the busy timeout): keyed creates run one at a time.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+                 WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+            )
+            .bind(now_ms)
+            .bind(PURGE_BATCH)
+            .execute(&mut *tx)
+            .await?;
+            // Under the write lock now: a key stored meanwhile is seen here, before any insert.
+            if let Some(settled) = self.claim_in(&mut tx, claim, now_ms).await? {
+                tx.rollback().await?;
+                return Ok(settled);
+            }
+            let sql = format!(
+                "INSERT INTO tasks (title, description, status, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
+            );
+            let created: Task = sqlx::query_as::<_, Row>(&sql)
+                .bind(task.title.as_str())
+                .bind(task.description.as_str())
+                .bind(task.status.as_str())
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_into()?;
+            let response = render(&created)?;
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys \
+                 (key, fingerprint, task_id, etag, response_body, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key) DO UPDATE SET \
+                 fingerprint = excluded.fingerprint, task_id = excluded.task_id, \
+                 etag = excluded.etag, response_body = excluded.response_body, \
+                 created_at = excluded.created_at, expires_at = excluded.expires_at \
+                 WHERE idempotency_keys.expires_at <= excluded.created_at",
+            )
+            .bind(claim.key)
+            .bind(claim.fingerprint.as_slice())
+            .bind(response.task_id)
+            .bind(&response.etag)
+            .bind(&response.body)
+            .bind(now_ms)
+            .bind(claim.expires_at.timestamp_millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if claimed {
+                tx.commit().await?;
+                return Ok(CreateOnce::Created(response));
+            }
+            tx.rollback().await?;
+        }
+        Err(StorageError::TimedOut)
+    }
+
+    /// The unexpired row of a claim's key, settled against the claim.
+    async fn stored_claim(
+        &self,
+        claim: &IdempotencyClaim<'_>,
+        now_ms: i64,
+    ) -> Result<Option<CreateOnce>, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        self.claim_in(&mut conn, claim, now_ms).await
+    }
+
+    async fn claim_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        claim: &IdempotencyClaim<'_>,
+        now_ms: i64,
+    ) -> Result<Option<CreateOnce>, StorageError> {
+        let row: Option<(Vec<u8>, i64, String, String)> = sqlx::query_as(
+            "SELECT fingerprint, task_id, etag, response_body FROM idempotency_keys \
+             WHERE key = ?1 AND expires_at > ?2",
+        )
+        .bind(claim.key)
+        .bind(now_ms)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row.map(|(fingerprint, task_id, etag, body)| {
+            settle_claim(
+                claim,
+                &fingerprint,
+                StoredResponse {
+                    task_id,
+                    etag,
+                    body,
+                },
+            )
+        }))
     }
 
     pub(super) async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
@@ -251,6 +359,11 @@ impl SqliteStore {
             }
             sqlx::query("DELETE FROM tasks").execute(&mut *tx).await?;
         }
+        // Remembered responses describe tasks the restore replaces: replaying one could claim
+        // a task exists that the restored data does not hold.
+        sqlx::query("DELETE FROM idempotency_keys")
+            .execute(&mut *tx)
+            .await?;
         let (mut rows, mut max_id) = (0_u64, 0_i64);
         let id_high_water = loop {
             match batches.recv().await {

@@ -126,3 +126,138 @@ async fn the_backup_format_document_reads_a_real_backup_with_standard_tools() {
     assert_eq!(trailer["trailer"]["sha256"], sha);
     assert_eq!(outputs[5].trim(), trailer["trailer"]["rows"].to_string());
 }
+
+#[tokio::test]
+async fn the_readme_idempotency_example_creates_one_task_when_sent_twice() {
+    let readme = include_str!("../../README.md");
+    let commands = commands_between(
+        readme,
+        "<!-- begin: idempotency-example",
+        "<!-- end: idempotency-example",
+    );
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server.wait_ready().await;
+    let command = commands[0].replace("localhost:3000", &format!("127.0.0.1:{}", server.port));
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let output = tokio::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("set -e; {command} -D - -w '\\n%{{http_code}}'"),
+            ])
+            .output()
+            .await
+            .expect("sh and curl are needed: apt-get install curl");
+        assert!(output.status.success(), "{command}: {output:?}");
+        answers.push(String::from_utf8(output.stdout).unwrap());
+    }
+    let body = |answer: &str| {
+        answer
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(answers[0].ends_with("\n201"), "{}", answers[0]);
+    assert!(answers[1].ends_with("\n201"), "{}", answers[1]);
+    assert!(
+        !answers[0]
+            .to_ascii_lowercase()
+            .contains("idempotent-replayed")
+    );
+    assert!(
+        answers[1]
+            .to_ascii_lowercase()
+            .contains("idempotent-replayed: true"),
+        "{}",
+        answers[1]
+    );
+    assert_eq!(body(&answers[0]), body(&answers[1]));
+    let listing = reqwest::get(server.url("/tasks")).await.unwrap();
+    let listing: serde_json::Value = listing.json().await.unwrap();
+    assert_eq!(listing["pagination"]["total"], 1, "{listing}");
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+}
+
+/// Runs the README's access-control block as one shell script: the token and its hash are
+/// generated as written, the server starts as written (`task-api` on the PATH), and the
+/// `curl` gets in with the token while a request without it gets 401.
+#[tokio::test]
+async fn the_readme_access_control_block_works_as_written() {
+    let readme = include_str!("../../README.md");
+    let commands = commands_between(
+        readme,
+        "<!-- begin: access-control",
+        "<!-- end: access-control",
+    );
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_task-api"), bin.join("task-api")).unwrap();
+    let port = crate::pg::free_port();
+    let local = format!("127.0.0.1:{port}");
+
+    let mut script = format!(
+        "set -e\nexport PATH='{}':\"$PATH\" PORT={port} BIND_ADDRESS=127.0.0.1 \
+         DATA_DIR=data LOG_FORMAT=json\n",
+        bin.display()
+    );
+    let mut started = false;
+    for command in &commands {
+        if command.starts_with("API_TOKENS_FILE=") {
+            script.push_str(&format!("{command} > server.log 2>&1 &\nserver=$!\n"));
+            script.push_str(&format!(
+                "i=0; until curl -sf {local}/readyz > /dev/null; do \
+                 i=$((i+1)); [ $i -lt 200 ] || exit 9; sleep 0.1; done\n"
+            ));
+            started = true;
+        } else if command.starts_with("curl") {
+            let command = command.replace("localhost:3000", &local);
+            script.push_str(&format!("{command} -w '\\n%{{http_code}}\\n'\n"));
+        } else {
+            script.push_str(command);
+            script.push('\n');
+        }
+    }
+    assert!(started, "the block starts no server: {commands:?}");
+    script.push_str(&format!(
+        "curl -s {local}/tasks -w '\\n%{{http_code}}\\n'\n\
+         printf 'token=%s\\n' \"$token\"\n\
+         kill -TERM $server; wait $server\n"
+    ));
+    let output = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("bash, curl, od and sha256sum are needed: apt-get install curl coreutils");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "{script}\n{stdout}\n{}\n{log}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines[1], "200", "with the token: {stdout}");
+    assert!(lines[0].contains(r#""success":true"#), "{stdout}");
+    assert_eq!(lines[3], "401", "without the token: {stdout}");
+    let token = lines[4].strip_prefix("token=").unwrap();
+    assert_eq!(token.len(), 64, "{token}");
+
+    let file = std::fs::read_to_string(dir.path().join("api-tokens.txt")).unwrap();
+    assert!(
+        file.starts_with("sha256:") && file.ends_with('\n'),
+        "{file}"
+    );
+    assert!(!file.contains(token), "the file holds only the hash");
+    assert!(!log.contains(token), "the token reached the log");
+}

@@ -35,9 +35,12 @@ macro_rules! for_each_backend {
     };
 }
 
+mod auth;
 mod backups;
 mod contract;
+mod cors;
 mod docs;
+mod idempotency;
 mod operations;
 mod outage;
 mod process;
