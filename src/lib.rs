@@ -7,6 +7,7 @@
 //! - [`domain`]: validated task types, the only input storage accepts;
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
+//! - [`serve`]: the HTTP/1.1 connection loop and its per-connection limits;
 //! - [`startup`]: binding, serving, background schema preparation, graceful shutdown.
 
 pub mod backup;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;
+pub mod serve;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
