@@ -373,6 +373,95 @@ async fn sigterm_drains_finishes_in_flight_requests_and_closes_idle_connections(
 }
 
 #[tokio::test]
+async fn sigterm_with_fifty_requests_in_flight_answers_and_stores_all_of_them() {
+    const IN_FLIGHT: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[
+            ("SHUTDOWN_DRAIN_DELAY", "500ms"),
+            ("SHUTDOWN_TIMEOUT", "8s"),
+        ],
+    );
+    server.wait_ready().await;
+    let addr = format!("127.0.0.1:{}", server.port);
+
+    // Fifty POSTs with headers and half of each body sent: in flight when the signal lands.
+    let mut requests = Vec::new();
+    for i in 0..IN_FLIGHT {
+        let body = format!(r#"{{"title":"in flight {i:02}"}}"#).into_bytes();
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /tasks HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let half = body.len() / 2;
+        stream.write_all(&body[..half]).await.unwrap();
+        requests.push((stream, body, half));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = Instant::now();
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        TcpStream::connect(&addr).await.is_err(),
+        "still accepting after the drain"
+    );
+
+    let finishing = requests.into_iter().map(|(mut stream, body, half)| {
+        tokio::spawn(async move {
+            stream.write_all(&body[half..]).await.unwrap();
+            read_some(&mut stream).await
+        })
+    });
+    for (i, answer) in futures_util::future::join_all(finishing)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let answer = answer.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 201"),
+            "request {i} failed: {answer}"
+        );
+    }
+    let status = server.wait_exit(Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.logs());
+    println!("stop with {IN_FLIGHT} requests in flight took {took:?} (drain delay 500ms)");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+
+    let mut again = Server::start(dir.path(), &[]);
+    again.wait_ready().await;
+    let list: serde_json::Value = reqwest::get(again.url("/tasks?sort=title&order=asc"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let titles: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..IN_FLIGHT)
+        .map(|i| format!("in flight {i:02}"))
+        .collect();
+    assert_eq!(titles, expected);
+    again.signal("TERM");
+    assert_eq!(
+        again.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
 async fn sigint_stops_an_idle_server_with_exit_code_0_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
