@@ -123,7 +123,7 @@ pub struct ServerArgs {
 
 /// Bounds on what one client connection may hold: time to send headers, idle keep-alive
 /// time, time for a whole request, and how many connections are open at once.
-#[derive(Debug, Clone, Copy, Args)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
 pub struct ConnectionArgs {
     /// Longest a client may take to send a request's headers (also bounds the wait for the
     /// next request on a kept-alive connection).
@@ -567,6 +567,17 @@ mod tests {
             config.to_string(),
             "postgres://taskuser@task-db:5432/taskmanager"
         );
+    }
+
+    #[test]
+    fn connection_limits_default_to_the_flag_defaults() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            connections: ConnectionArgs,
+        }
+        let parsed = <Flags as clap::Parser>::try_parse_from(["task-api"]).map(|f| f.connections);
+        assert_eq!(parsed.ok(), Some(ConnectionArgs::default()));
     }
 
     #[test]

@@ -223,6 +223,18 @@ async fn configuration_errors_are_one_line_on_stderr_with_exit_code_2() {
             vec![("DB_ACQUIRE_TIMEOUT", "forever".into())],
             "--db-acquire-timeout",
         ),
+        (
+            "zero header timeout",
+            vec![],
+            vec![("HEADER_READ_TIMEOUT", "0s".into())],
+            "--header-read-timeout",
+        ),
+        (
+            "no connections allowed",
+            vec![],
+            vec![("MAX_CONNECTIONS", "0".into())],
+            "--max-connections",
+        ),
         ("unknown command", vec!["frobnicate"], vec![], "frobnicate"),
         (
             "flag without value",
@@ -459,6 +471,34 @@ async fn sigterm_with_fifty_requests_in_flight_answers_and_stores_all_of_them() 
         again.wait_exit(Duration::from_secs(10)).await.code(),
         Some(0)
     );
+}
+
+#[tokio::test]
+async fn connection_timeouts_are_read_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[("HEADER_READ_TIMEOUT", "1s"), ("KEEP_ALIVE_TIMEOUT", "30s")],
+    );
+    server.wait_ready().await;
+    let mut silent = TcpStream::connect(format!("127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a silent connection outlived HEADER_READ_TIMEOUT"
+    );
+    assert!(opened.elapsed() >= Duration::from_millis(800));
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+    let logs = server.logs();
+    assert!(logs.contains(r#""header_read_timeout":"1s""#), "{logs}");
 }
 
 #[tokio::test]
