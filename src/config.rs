@@ -125,6 +125,8 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrent_requests: u32,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// After SIGTERM, how long /readyz reports 503 before the listener closes.
     #[arg(long, env = "SHUTDOWN_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_drain_delay: Duration,
@@ -161,6 +163,46 @@ pub struct ExpectedBackupArgs {
     /// Interval at which some process takes backups into BACKUP_DIR (e.g. 24h).
     #[arg(long, env = "BACKUP_EXPECTED_INTERVAL", value_parser = humantime::parse_duration)]
     pub backup_expected_interval: Option<Duration>,
+}
+
+/// Bounds on what one client connection may hold: time to send headers, idle keep-alive
+/// time, time for a whole request, and how many connections are open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct ConnectionArgs {
+    /// Longest a client may take to send a request's headers (also bounds the wait for the
+    /// next request on a kept-alive connection).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no traffic for this long is closed.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub keep_alive_timeout: Duration,
+    /// Longest a request may take, body upload included; past it the answer is 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub request_timeout: Duration,
+    /// Open client connections at most; further clients wait in the kernel's accept queue.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+}
+
+impl Default for ConnectionArgs {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// A duration that is not zero: a zero timeout would refuse every client.
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Where backups live.
@@ -374,6 +416,7 @@ pub struct Config {
     pub retention: RetentionPolicy,
     pub migrate_on_start: bool,
     pub max_concurrent_requests: usize,
+    pub connections: ConnectionArgs,
     pub shutdown_drain_delay: Duration,
     pub shutdown_timeout: Duration,
     /// Tokens every `/tasks` request needs; `None`: the task routes are open.
@@ -403,6 +446,7 @@ impl Config {
             retention: RetentionPolicy::default(),
             migrate_on_start: true,
             max_concurrent_requests: 256,
+            connections: ConnectionArgs::default(),
             shutdown_drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
             api_tokens: None,
@@ -446,6 +490,7 @@ impl Config {
             retention: server.retention.into(),
             migrate_on_start: !server.no_migrate,
             max_concurrent_requests: server.max_concurrent_requests as usize,
+            connections: server.connections,
             shutdown_drain_delay: server.shutdown_drain_delay,
             shutdown_timeout: server.shutdown_timeout,
             api_tokens,
@@ -626,6 +671,17 @@ mod tests {
         );
         config.api_tokens = Some(TokenSet::from_tokens(["api-token-0123456789"]));
         assert!(config.api_auth_enabled());
+    }
+
+    #[test]
+    fn connection_limits_default_to_the_flag_defaults() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            connections: ConnectionArgs,
+        }
+        let parsed = <Flags as clap::Parser>::try_parse_from(["task-api"]).map(|f| f.connections);
+        assert_eq!(parsed.ok(), Some(ConnectionArgs::default()));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`domain`]: validated task types, the only input storage accepts;
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
+//! - [`serve`]: the HTTP/1.1 connection loop and its per-connection limits;
 //! - [`sysinfo`]: process and container (cgroup) resource readings for metrics and doctor;
 //! - [`startup`]: binding, serving, background schema preparation, graceful shutdown;
 //! - [`tokens`]: the bearer tokens of `API_TOKENS_FILE` and `METRICS_TOKENS_FILE`.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;
+pub mod serve;
 pub mod startup;
 pub mod storage;
 pub mod sysinfo;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backup;
 use crate::config::{Config, DatabaseConfig};
 use crate::http::{self, AppState};
+use crate::serve;
 use crate::storage::{Database, StorageError};
 use crate::telemetry::error_chain;
 use crate::tokens::TokenSet;
@@ -25,8 +26,6 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Longest wait between two attempts to reach the database at start.
@@ -114,17 +113,18 @@ impl Application {
             stop_serving.clone(),
         ));
 
-        let server = axum::serve(
-            listener,
-            http::router(state.clone(), config.max_concurrent_requests),
-        )
-        .with_graceful_shutdown(stop_serving.clone().cancelled_owned());
+        let app = http::router(
+            state.clone(),
+            config.max_concurrent_requests,
+            config.connections.request_timeout,
+        );
+        let server = serve::serve(listener, app, config.connections, stop_serving.clone());
         let deadline = async {
             stop_serving.cancelled().await;
             tokio::time::sleep(config.shutdown_timeout).await;
         };
         tokio::select! {
-            result = server => result.map_err(StartupError::Serve)?,
+            () = server => {}
             () = deadline => tracing::warn!(
                 timeout = ?config.shutdown_timeout,
                 "shutdown timeout reached: closing the connections still open"
@@ -218,6 +218,10 @@ fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
         metrics_tokens = config.metrics_tokens.as_ref().map_or(0, TokenSet::len),
         cors_allowed_origins = ?config.cors_allowed_origins,
         idempotency_key_ttl = ?config.idempotency_key_ttl,
+        max_connections = config.connections.max_connections,
+        header_read_timeout = ?config.connections.header_read_timeout,
+        keep_alive_timeout = ?config.connections.keep_alive_timeout,
+        request_timeout = ?config.connections.request_timeout,
         shutdown_drain_delay = ?config.shutdown_drain_delay,
         shutdown_timeout = ?config.shutdown_timeout,
         "starting task-api"

@@ -7,6 +7,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
@@ -70,11 +71,17 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
             },
         );
     }
-    let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-    match serde_path_to_error::deserialize(deserializer) {
-        Ok(value) => Ok((value, bytes)),
-        Err(error) => Err(json_error(&error)),
-    }
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+    let value =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| json_error(&error))?;
+    // Without this, `{"title":"x"} garbage` would be read as its first value alone.
+    deserializer.end().map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    Ok((value, bytes))
 }
 
 fn json_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -176,6 +183,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if let Some(name) = parts.uri.query().and_then(first_non_utf8_parameter) {
+            return Err(ApiError::BadRequest {
+                code: "invalid_parameter",
+                message: format!("invalid query parameter: {name}"),
+                details: BTreeMap::from([(name, "must be valid UTF-8".to_owned())]),
+            });
+        }
         let Query(params) = Query::<ListParams>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::bad_request("invalid_parameter", "query string is malformed"))?;
@@ -218,4 +232,19 @@ impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
             })
         }
     }
+}
+
+/// The name of the first query parameter whose value is not UTF-8 once percent-decoded. The
+/// query parser would replace such bytes with U+FFFD and search for something never sent.
+fn first_non_utf8_parameter(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded_name = percent_decode_str(name).decode_utf8();
+        let decoded_value = percent_decode_str(value).decode_utf8();
+        match (decoded_name, decoded_value) {
+            (Ok(_), Ok(_)) => None,
+            (Ok(name), Err(_)) => Some(name.into_owned()),
+            (Err(_), _) => Some(percent_decode_str(name).decode_utf8_lossy().into_owned()),
+        }
+    })
 }

@@ -14,12 +14,14 @@ pub mod openapi;
 mod state;
 mod tasks;
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
@@ -28,6 +30,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -41,7 +44,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole API as a router, ready to serve or to drive in-process. At most
 /// `max_concurrent_requests` task requests run at once; the rest are shed with 503 at once.
-pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
+/// A request still unanswered after `request_timeout` (a slow upload included) gets 408.
+pub fn router(
+    state: AppState,
+    max_concurrent_requests: usize,
+    request_timeout: Duration,
+) -> Router {
     let task_routes = Router::new()
         .route("/tasks", get(tasks::list_tasks).post(tasks::create_task))
         .route(
@@ -116,6 +124,12 @@ pub fn router(state: AppState, max_concurrent_requests: usize) -> Router {
         ))
         // Inside the header layers, so preflight answers carry the security headers too.
         .option_layer(cors)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        // The timeout answers with an empty body of the inner body type, which must be axum's.
+        .map_response(IntoResponse::into_response)
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
 

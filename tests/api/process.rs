@@ -223,6 +223,18 @@ async fn configuration_errors_are_one_line_on_stderr_with_exit_code_2() {
             vec![("DB_ACQUIRE_TIMEOUT", "forever".into())],
             "--db-acquire-timeout",
         ),
+        (
+            "zero header timeout",
+            vec![],
+            vec![("HEADER_READ_TIMEOUT", "0s".into())],
+            "--header-read-timeout",
+        ),
+        (
+            "no connections allowed",
+            vec![],
+            vec![("MAX_CONNECTIONS", "0".into())],
+            "--max-connections",
+        ),
         ("unknown command", vec!["frobnicate"], vec![], "frobnicate"),
         (
             "flag without value",
@@ -370,6 +382,123 @@ async fn sigterm_drains_finishes_in_flight_requests_and_closes_idle_connections(
         again.wait_exit(Duration::from_secs(10)).await.code(),
         Some(0)
     );
+}
+
+#[tokio::test]
+async fn sigterm_with_fifty_requests_in_flight_answers_and_stores_all_of_them() {
+    const IN_FLIGHT: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[
+            ("SHUTDOWN_DRAIN_DELAY", "500ms"),
+            ("SHUTDOWN_TIMEOUT", "8s"),
+        ],
+    );
+    server.wait_ready().await;
+    let addr = format!("127.0.0.1:{}", server.port);
+
+    // Fifty POSTs with headers and half of each body sent: in flight when the signal lands.
+    let mut requests = Vec::new();
+    for i in 0..IN_FLIGHT {
+        let body = format!(r#"{{"title":"in flight {i:02}"}}"#).into_bytes();
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /tasks HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let half = body.len() / 2;
+        stream.write_all(&body[..half]).await.unwrap();
+        requests.push((stream, body, half));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = Instant::now();
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        TcpStream::connect(&addr).await.is_err(),
+        "still accepting after the drain"
+    );
+
+    let finishing = requests.into_iter().map(|(mut stream, body, half)| {
+        tokio::spawn(async move {
+            stream.write_all(&body[half..]).await.unwrap();
+            read_some(&mut stream).await
+        })
+    });
+    for (i, answer) in futures_util::future::join_all(finishing)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let answer = answer.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 201"),
+            "request {i} failed: {answer}"
+        );
+    }
+    let status = server.wait_exit(Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.logs());
+    println!("stop with {IN_FLIGHT} requests in flight took {took:?} (drain delay 500ms)");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+
+    let mut again = Server::start(dir.path(), &[]);
+    again.wait_ready().await;
+    let list: serde_json::Value = reqwest::get(again.url("/tasks?sort=title&order=asc"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let titles: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..IN_FLIGHT)
+        .map(|i| format!("in flight {i:02}"))
+        .collect();
+    assert_eq!(titles, expected);
+    again.signal("TERM");
+    assert_eq!(
+        again.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn connection_timeouts_are_read_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[("HEADER_READ_TIMEOUT", "1s"), ("KEEP_ALIVE_TIMEOUT", "30s")],
+    );
+    server.wait_ready().await;
+    let mut silent = TcpStream::connect(format!("127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a silent connection outlived HEADER_READ_TIMEOUT"
+    );
+    assert!(opened.elapsed() >= Duration::from_millis(800));
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+    let logs = server.logs();
+    assert!(logs.contains(r#""header_read_timeout":"1s""#), "{logs}");
 }
 
 #[tokio::test]
