@@ -133,7 +133,11 @@ pub struct ListParams {
     /// Only tasks in this status.
     #[param(value_type = Option<crate::domain::TaskStatus>)]
     pub status: Option<String>,
-    /// Case-insensitive substring of the title or the description (at most 200 characters).
+    /// Case-insensitive substring of the title or the description: at most 200 characters once
+    /// surrounding whitespace is trimmed (blank means no filter), no NUL.
+    #[param(
+        pattern = r"^[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*([^\x00\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]([^\x00]{0,198}[^\x00\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?)?[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    )]
     pub q: Option<String>,
     /// Field to order by.
     #[param(value_type = Option<String>, pattern = "^(id|created_at|updated_at|title)$")]
