@@ -41,3 +41,4 @@ mod docs;
 mod operations;
 mod outage;
 mod process;
+mod properties;
