@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
@@ -35,26 +35,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                         ApiError::bad_request("invalid_body", "could not read the request body")
                     }
                 })?;
-        // serde would also read a struct from a JSON array; only an object is a valid body.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(
-                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                    Ok(_) => {
-                        ApiError::bad_request("invalid_body", "request body must be a JSON object")
-                    }
-                    Err(e) => ApiError::bad_request(
-                        "invalid_json",
-                        format!("request body is not valid JSON: {e}"),
-                    ),
-                },
-            );
-        }
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(deserializer) {
-            Ok(value) => Ok(Self(value)),
-            Err(error) => Err(json_error(&error)),
-        }
+        parse_json_body(&bytes).map(Self)
     }
+}
+
+/// A request body's bytes as `T`, exactly as [`JsonBody`] reads them: 400 `invalid_json` when
+/// they are not JSON, 400 `invalid_body` when they are not an object of the expected shape.
+pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde would also read a struct from a JSON array; only an object is a valid body.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => {
+                    ApiError::bad_request("invalid_body", "request body must be a JSON object")
+                }
+                Err(e) => ApiError::bad_request(
+                    "invalid_json",
+                    format!("request body is not valid JSON: {e}"),
+                ),
+            },
+        );
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| json_error(&error))
 }
 
 fn json_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -159,47 +162,52 @@ pub struct ListRequest(pub ListQuery);
 impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(params) = Query::<ListParams>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::bad_request("invalid_parameter", "query string is malformed"))?;
-        let mut query = ListQuery::default();
-        let mut details = BTreeMap::new();
-        let mut check = |name: &str, result: Result<(), crate::domain::ValidationError>| {
-            if let Err(e) = result {
-                details.insert(name.to_owned(), e.to_string());
-            }
-        };
-        if let Some(v) = &params.status {
-            check("status", v.parse().map(|s| query.status = Some(s)));
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parse_list_query(&parts.uri).map(Self)
+    }
+}
+
+/// The query string of a `GET /tasks` request as a [`ListQuery`], exactly as [`ListRequest`]
+/// reads it: 400 `invalid_parameter`, naming every bad parameter.
+pub fn parse_list_query(uri: &Uri) -> Result<ListQuery, ApiError> {
+    let Query(params) = Query::<ListParams>::try_from_uri(uri)
+        .map_err(|_| ApiError::bad_request("invalid_parameter", "query string is malformed"))?;
+    let mut query = ListQuery::default();
+    let mut details = BTreeMap::new();
+    let mut check = |name: &str, result: Result<(), crate::domain::ValidationError>| {
+        if let Err(e) = result {
+            details.insert(name.to_owned(), e.to_string());
         }
-        if let Some(v) = &params.q {
-            check("q", ListQuery::parse_search(v).map(|s| query.search = s));
-        }
-        if let Some(v) = &params.sort {
-            check("sort", v.parse().map(|s| query.sort = s));
-        }
-        if let Some(v) = &params.order {
-            check("order", v.parse().map(|o| query.order = o));
-        }
-        if let Some(v) = &params.limit {
-            check("limit", ListQuery::parse_limit(v).map(|l| query.limit = l));
-        }
-        if let Some(v) = &params.offset {
-            check(
-                "offset",
-                ListQuery::parse_offset(v).map(|o| query.offset = o),
-            );
-        }
-        if details.is_empty() {
-            Ok(Self(query))
-        } else {
-            let names: Vec<&str> = details.keys().map(String::as_str).collect();
-            Err(ApiError::BadRequest {
-                code: "invalid_parameter",
-                message: format!("invalid query parameter: {}", names.join(", ")),
-                details,
-            })
-        }
+    };
+    if let Some(v) = &params.status {
+        check("status", v.parse().map(|s| query.status = Some(s)));
+    }
+    if let Some(v) = &params.q {
+        check("q", ListQuery::parse_search(v).map(|s| query.search = s));
+    }
+    if let Some(v) = &params.sort {
+        check("sort", v.parse().map(|s| query.sort = s));
+    }
+    if let Some(v) = &params.order {
+        check("order", v.parse().map(|o| query.order = o));
+    }
+    if let Some(v) = &params.limit {
+        check("limit", ListQuery::parse_limit(v).map(|l| query.limit = l));
+    }
+    if let Some(v) = &params.offset {
+        check(
+            "offset",
+            ListQuery::parse_offset(v).map(|o| query.offset = o),
+        );
+    }
+    if details.is_empty() {
+        Ok(query)
+    } else {
+        let names: Vec<&str> = details.keys().map(String::as_str).collect();
+        Err(ApiError::BadRequest {
+            code: "invalid_parameter",
+            message: format!("invalid query parameter: {}", names.join(", ")),
+            details,
+        })
     }
 }
