@@ -45,7 +45,7 @@ enum Command {
     /// Run the API (the default when no command is given).
     Serve {
         #[command(flatten)]
-        server: ServerArgs,
+        server: Box<ServerArgs>,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -225,7 +225,7 @@ fn clap_exit(error: &clap::Error) -> ExitCode {
 fn execute(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { server, db } => {
-            let config = Config::from_args(server, db)?;
+            let config = Config::from_args(*server, db)?;
             telemetry::init(cli.log_format);
             runtime(true)?.block_on(serve(config))
         }

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -57,10 +57,17 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
                 ApiError::bad_request("invalid_body", "could not read the request body")
             }
         })?;
+    let value = parse_json_body(&bytes)?;
+    Ok((value, bytes))
+}
+
+/// A request body's bytes as `T`, exactly as [`JsonBody`] reads them: 400 `invalid_json` when
+/// they are not JSON, 400 `invalid_body` when they are not an object of the expected shape.
+pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde would also read a struct from a JSON array; only an object is a valid body.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
                 Ok(_) => {
                     ApiError::bad_request("invalid_body", "request body must be a JSON object")
                 }
@@ -71,7 +78,7 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
             },
         );
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| json_error(&error))?;
     // Without this, `{"title":"x"} garbage` would be read as its first value alone.
@@ -81,7 +88,7 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
             format!("request body is not valid JSON: {e}"),
         )
     })?;
-    Ok((value, bytes))
+    Ok(value)
 }
 
 fn json_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -160,7 +167,11 @@ pub struct ListParams {
     /// Only tasks in this status.
     #[param(value_type = Option<crate::domain::TaskStatus>)]
     pub status: Option<String>,
-    /// Case-insensitive substring of the title or the description (at most 200 characters).
+    /// Case-insensitive substring of the title or the description: at most 200 characters once
+    /// surrounding whitespace is trimmed (blank means no filter), no NUL.
+    #[param(
+        pattern = r"^[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*([^\x00\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]([^\x00]{0,198}[^\x00\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?)?[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    )]
     pub q: Option<String>,
     /// Field to order by.
     #[param(value_type = Option<String>, pattern = "^(id|created_at|updated_at|title)$")]
@@ -182,55 +193,60 @@ pub struct ListRequest(pub ListQuery);
 impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if let Some(name) = parts.uri.query().and_then(first_non_utf8_parameter) {
-            return Err(ApiError::BadRequest {
-                code: "invalid_parameter",
-                message: format!("invalid query parameter: {name}"),
-                details: BTreeMap::from([(name, "must be valid UTF-8".to_owned())]),
-            });
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parse_list_query(&parts.uri).map(Self)
+    }
+}
+
+/// The query string of a `GET /tasks` request as a [`ListQuery`], exactly as [`ListRequest`]
+/// reads it: 400 `invalid_parameter`, naming every bad parameter.
+pub fn parse_list_query(uri: &Uri) -> Result<ListQuery, ApiError> {
+    if let Some(name) = uri.query().and_then(first_non_utf8_parameter) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_parameter",
+            message: format!("invalid query parameter: {name}"),
+            details: BTreeMap::from([(name, "must be valid UTF-8".to_owned())]),
+        });
+    }
+    let Query(params) = Query::<ListParams>::try_from_uri(uri)
+        .map_err(|_| ApiError::bad_request("invalid_parameter", "query string is malformed"))?;
+    let mut query = ListQuery::default();
+    let mut details = BTreeMap::new();
+    let mut check = |name: &str, result: Result<(), crate::domain::ValidationError>| {
+        if let Err(e) = result {
+            details.insert(name.to_owned(), e.to_string());
         }
-        let Query(params) = Query::<ListParams>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::bad_request("invalid_parameter", "query string is malformed"))?;
-        let mut query = ListQuery::default();
-        let mut details = BTreeMap::new();
-        let mut check = |name: &str, result: Result<(), crate::domain::ValidationError>| {
-            if let Err(e) = result {
-                details.insert(name.to_owned(), e.to_string());
-            }
-        };
-        if let Some(v) = &params.status {
-            check("status", v.parse().map(|s| query.status = Some(s)));
-        }
-        if let Some(v) = &params.q {
-            check("q", ListQuery::parse_search(v).map(|s| query.search = s));
-        }
-        if let Some(v) = &params.sort {
-            check("sort", v.parse().map(|s| query.sort = s));
-        }
-        if let Some(v) = &params.order {
-            check("order", v.parse().map(|o| query.order = o));
-        }
-        if let Some(v) = &params.limit {
-            check("limit", ListQuery::parse_limit(v).map(|l| query.limit = l));
-        }
-        if let Some(v) = &params.offset {
-            check(
-                "offset",
-                ListQuery::parse_offset(v).map(|o| query.offset = o),
-            );
-        }
-        if details.is_empty() {
-            Ok(Self(query))
-        } else {
-            let names: Vec<&str> = details.keys().map(String::as_str).collect();
-            Err(ApiError::BadRequest {
-                code: "invalid_parameter",
-                message: format!("invalid query parameter: {}", names.join(", ")),
-                details,
-            })
-        }
+    };
+    if let Some(v) = &params.status {
+        check("status", v.parse().map(|s| query.status = Some(s)));
+    }
+    if let Some(v) = &params.q {
+        check("q", ListQuery::parse_search(v).map(|s| query.search = s));
+    }
+    if let Some(v) = &params.sort {
+        check("sort", v.parse().map(|s| query.sort = s));
+    }
+    if let Some(v) = &params.order {
+        check("order", v.parse().map(|o| query.order = o));
+    }
+    if let Some(v) = &params.limit {
+        check("limit", ListQuery::parse_limit(v).map(|l| query.limit = l));
+    }
+    if let Some(v) = &params.offset {
+        check(
+            "offset",
+            ListQuery::parse_offset(v).map(|o| query.offset = o),
+        );
+    }
+    if details.is_empty() {
+        Ok(query)
+    } else {
+        let names: Vec<&str> = details.keys().map(String::as_str).collect();
+        Err(ApiError::BadRequest {
+            code: "invalid_parameter",
+            message: format!("invalid query parameter: {}", names.join(", ")),
+            details,
+        })
     }
 }
 

@@ -35,6 +35,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use error::ApiError;
+pub use extract::{parse_json_body, parse_list_query};
 pub use state::AppState;
 
 /// Largest request body: a task at its longest (10,000 characters of 4-byte UTF-8) fits.

@@ -59,13 +59,14 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskInput {
-    /// Required; trimmed; 1 to 255 characters.
+    /// Required; 1 to 255 characters once surrounding whitespace is trimmed; no control
+    /// characters inside.
     #[serde(default, deserialize_with = "present")]
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 255, example = "Write the runbook")]
+    #[schema(required = true, value_type = TitleText, example = "Write the runbook")]
     pub title: Option<String>,
-    /// Default `""`; at most 10,000 characters.
+    /// Default `""`; at most 10,000 characters, no NUL.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, max_length = 10000)]
+    #[schema(value_type = String, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub description: Option<String>,
     /// Default `pending`.
     #[serde(default, deserialize_with = "present")]
@@ -77,16 +78,28 @@ pub struct TaskInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {
+    /// The same rules as the title of [`TaskInput`].
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, min_length = 1, max_length = 255)]
+    #[schema(value_type = TitleText)]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, max_length = 10000)]
+    #[schema(value_type = String, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = TaskStatus)]
     pub status: Option<String>,
 }
+
+/// A title as a client sends it: 1 to 255 characters once surrounding whitespace is trimmed,
+/// no control characters inside. The pattern accepts exactly the titles the API accepts
+/// (whitespace is Unicode `White_Space`, control characters are `Cc`).
+#[derive(ToSchema)]
+#[schema(
+    pattern = r"^[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]([^\x00-\x1F\x7F-\x9F]{0,253}[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+    example = "Write the runbook"
+)]
+#[allow(dead_code, reason = "a schema only: titles arrive as plain strings")]
+pub struct TitleText(String);
 
 /// Collects per-field validation messages into one 422.
 #[derive(Default)]

@@ -28,15 +28,22 @@ use crate::storage::{CreateOnce, IdempotencyClaim, WriteOutcome};
     responses(
         (status = 201, description = "Created (or, with a known Idempotency-Key, the first response again)", body = TaskEnvelope,
          headers(("Location" = String, description = "/tasks/{id} of the new task"),
-                 ("ETag" = String, description = "Version of the task"),
-                 ("Idempotent-Replayed" = String, description = "`true` when this repeats the first response to the Idempotency-Key"))),
+                ("ETag" = String, description = "Version of the task"),
+                ("Idempotent-Replayed" = String, description = "`true` when this repeats the first response to the Idempotency-Key")),
+         links(
+             ("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/data/id")))),
+             ("ReplaceTask" = (operation_id = "replace_task", parameters(("id" = "$response.body#/data/id")))),
+             ("PatchTask" = (operation_id = "patch_task", parameters(("id" = "$response.body#/data/id")))),
+             ("DeleteTask" = (operation_id = "delete_task", parameters(("id" = "$response.body#/data/id")))),
+         )),
         (status = 400, description = "Malformed JSON, wrong types or unknown fields", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Missing or invalid field, or an Idempotency-Key already used with another body (idempotency_key_reused)", body = ErrorEnvelope),
         (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
          headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
+         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn create_task(
@@ -87,7 +94,8 @@ pub async fn create_task(
         (status = 400, description = "Invalid query parameter", body = ErrorEnvelope),
         (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
          headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
+         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn list_tasks(
@@ -112,17 +120,24 @@ pub async fn list_tasks(
     security((), ("api_token" = [])),
     params(
         ("id" = i64, Path, minimum = 1, description = "Task id"),
-        ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the task still has this ETag"),
+        ("If-None-Match" = Option<String>, Header, pattern = r"^[\t\x20-\x7E]*$", description = "Answer 304 if the task still has this ETag"),
     ),
     responses(
         (status = 200, description = "The task", body = TaskEnvelope,
+         headers(("ETag" = String, description = "Version of the task")),
+         links(
+             ("ReplaceTask" = (operation_id = "replace_task", parameters(("id" = "$response.body#/data/id"), ("If-Match" = "$response.header.ETag")))),
+             ("PatchTask" = (operation_id = "patch_task", parameters(("id" = "$response.body#/data/id"), ("If-Match" = "$response.header.ETag")))),
+             ("DeleteTask" = (operation_id = "delete_task", parameters(("id" = "$response.body#/data/id"), ("If-Match" = "$response.header.ETag")))),
+         )),
+        (status = 304, description = "Unchanged since the given ETag",
          headers(("ETag" = String, description = "Version of the task"))),
-        (status = 304, description = "Unchanged since the given ETag"),
-        (status = 400, description = "Id is not a positive integer", body = ErrorEnvelope),
+        (status = 400, description = "Id is not a positive integer, or If-None-Match is not text", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
         (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
          headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
+         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn get_task(
@@ -147,12 +162,17 @@ pub async fn get_task(
     security((), ("api_token" = [])),
     params(
         ("id" = i64, Path, minimum = 1, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
+        ("If-Match" = Option<String>, Header, pattern = r"^[\t\x20-\x7E]*$", description = "Write only if the task still has this ETag (or `*`)"),
     ),
     request_body = TaskInput,
     responses(
-        (status = 200, description = "The updated task", body = TaskEnvelope),
-        (status = 400, description = "Malformed JSON, wrong types, unknown fields or bad id", body = ErrorEnvelope),
+        (status = 200, description = "The updated task", body = TaskEnvelope,
+         headers(("ETag" = String, description = "New version of the task")),
+         links(
+             ("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/data/id")))),
+             ("DeleteTask" = (operation_id = "delete_task", parameters(("id" = "$response.body#/data/id"), ("If-Match" = "$response.header.ETag")))),
+         )),
+        (status = 400, description = "Malformed JSON, wrong types, unknown fields, bad id or If-Match that is not text", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
         (status = 412, description = "If-Match names a version the task no longer has", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
@@ -160,7 +180,8 @@ pub async fn get_task(
         (status = 422, description = "Missing or invalid field", body = ErrorEnvelope),
         (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
          headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
+         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn replace_task(
@@ -184,12 +205,17 @@ pub async fn replace_task(
     security((), ("api_token" = [])),
     params(
         ("id" = i64, Path, minimum = 1, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
+        ("If-Match" = Option<String>, Header, pattern = r"^[\t\x20-\x7E]*$", description = "Write only if the task still has this ETag (or `*`)"),
     ),
     request_body = TaskPatch,
     responses(
-        (status = 200, description = "The updated task", body = TaskEnvelope),
-        (status = 400, description = "Malformed JSON, wrong types, unknown fields or bad id", body = ErrorEnvelope),
+        (status = 200, description = "The updated task", body = TaskEnvelope,
+         headers(("ETag" = String, description = "New version of the task")),
+         links(
+             ("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/data/id")))),
+             ("DeleteTask" = (operation_id = "delete_task", parameters(("id" = "$response.body#/data/id"), ("If-Match" = "$response.header.ETag")))),
+         )),
+        (status = 400, description = "Malformed JSON, wrong types, unknown fields, bad id or If-Match that is not text", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
         (status = 412, description = "If-Match names a version the task no longer has", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
@@ -197,7 +223,8 @@ pub async fn replace_task(
         (status = 422, description = "Invalid field or no field given", body = ErrorEnvelope),
         (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
          headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
+         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn patch_task(
@@ -221,16 +248,18 @@ pub async fn patch_task(
     security((), ("api_token" = [])),
     params(
         ("id" = i64, Path, minimum = 1, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "Write only if the task still has this ETag (or `*`)"),
+        ("If-Match" = Option<String>, Header, pattern = r"^[\t\x20-\x7E]*$", description = "Write only if the task still has this ETag (or `*`)"),
     ),
     responses(
-        (status = 200, description = "The deleted task", body = TaskEnvelope),
-        (status = 400, description = "Id is not a positive integer", body = ErrorEnvelope),
+        (status = 200, description = "The deleted task", body = TaskEnvelope,
+         headers(("ETag" = String, description = "The version that was deleted"))),
+        (status = 400, description = "Id is not a positive integer, or If-Match is not text", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
         (status = 412, description = "If-Match names a version the task no longer has", body = ErrorEnvelope),
         (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
          headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
+         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn delete_task(

@@ -19,7 +19,7 @@ pub enum Backend {
 
 /// The database a test app owns; removed when the app is dropped.
 enum OwnedDatabase {
-    Sqlite(#[allow(dead_code, reason = "held for its Drop")] tempfile::TempDir),
+    Sqlite(tempfile::TempDir),
     Postgres(String),
     /// Owned by the test itself.
     External,
@@ -123,6 +123,17 @@ pub async fn spawn_app_unready(config: Config) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// The URL of this app's own database, for tests that look at it directly.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            OwnedDatabase::Sqlite(dir) => {
+                format!("sqlite://{}", dir.path().join("tasks.db").display())
+            }
+            OwnedDatabase::Postgres(name) => pg::shared().url(name),
+            OwnedDatabase::External => panic!("this test manages its database itself"),
+        }
     }
 
     pub async fn wait_until_ready(&self) {
