@@ -114,12 +114,7 @@ async fn the_same_key_with_another_body_is_refused_and_creates_nothing(app: Test
         r#"{"title":"Book flights","status":"pending"}"#,
     ] {
         let reply = post_keyed(&app, &key, other).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{}",
-            reply.text
-        );
+        assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
         assert_eq!(reply.error_code(), "idempotency_key_reused");
         assert!(!replayed(&reply));
     }
