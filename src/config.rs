@@ -119,6 +119,18 @@ pub struct ServerArgs {
     /// After the listener closes, how long in-flight requests may take before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// How often /metrics counts tasks by status (the counts are up to this old).
+    #[arg(long, env = "TASK_COUNT_REFRESH", default_value = "30s", value_parser = positive_duration)]
+    pub task_count_refresh: Duration,
+}
+
+/// A duration that is not zero (a period of zero would mean "constantly").
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// How often backups are expected when another process takes them (the compose `backup`
@@ -343,6 +355,8 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     pub shutdown_drain_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// Period of the tasks-by-status count behind `/metrics`.
+    pub task_count_refresh: Duration,
 }
 
 impl Config {
@@ -360,6 +374,7 @@ impl Config {
             max_concurrent_requests: 256,
             shutdown_drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
+            task_count_refresh: Duration::from_secs(30),
         }
     }
 
@@ -382,6 +397,7 @@ impl Config {
             max_concurrent_requests: server.max_concurrent_requests as usize,
             shutdown_drain_delay: server.shutdown_drain_delay,
             shutdown_timeout: server.shutdown_timeout,
+            task_count_refresh: server.task_count_refresh,
         })
     }
 }

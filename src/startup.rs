@@ -49,7 +49,11 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?;
         Ok(Self {
             listener,
-            state: AppState::new(db, config.backup_dir.clone()),
+            state: AppState::new(
+                db,
+                config.backup_dir.clone(),
+                config.backup_expected_interval,
+            ),
             config,
         })
     }
@@ -81,6 +85,10 @@ impl Application {
 
         let stop_serving = CancellationToken::new();
         let schema = tokio::spawn(prepare_schema(state.clone(), config.migrate_on_start));
+        let task_counts = tokio::spawn(http::metrics::count_tasks_every(
+            state.clone(),
+            config.task_count_refresh,
+        ));
         let backups = config.backup_schedule.is_enabled().then(|| {
             let state = state.clone();
             let (dir, schedule, policy) = (
@@ -130,6 +138,7 @@ impl Application {
             ),
         }
         schema.abort();
+        task_counts.abort();
         if let Some(backups) = backups {
             backups.abort();
         }
@@ -215,6 +224,7 @@ fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
         max_concurrent_requests = config.max_concurrent_requests,
         shutdown_drain_delay = ?config.shutdown_drain_delay,
         shutdown_timeout = ?config.shutdown_timeout,
+        task_count_refresh = ?config.task_count_refresh,
         "starting task-api"
     );
 }

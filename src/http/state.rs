@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
 use crate::storage::Database;
@@ -26,12 +26,16 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(db: Database, backup_dir: PathBuf) -> Self {
+    pub fn new(
+        db: Database,
+        backup_dir: PathBuf,
+        backup_expected_interval: Option<Duration>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                metrics: Metrics::new(&db, backup_dir.clone(), backup_expected_interval),
                 db,
                 backup_dir,
-                metrics: Metrics::new(),
                 started: Instant::now(),
                 schema_ready: AtomicBool::new(false),
                 draining: AtomicBool::new(false),

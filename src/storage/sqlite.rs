@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{Connection, FromRow, QueryBuilder, Sqlite};
 use tokio::sync::mpsc;
 
 use super::{
@@ -85,8 +86,12 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(super) async fn ping(conn: &mut SqliteConnection) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -95,16 +100,18 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
+    pub(super) async fn schema_status(
+        conn: &mut SqliteConnection,
+    ) -> Result<SchemaStatus, StorageError> {
         let has_table: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master \
              WHERE type = 'table' AND name = '_sqlx_migrations')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
         let applied: Vec<i64> = if has_table {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?
         } else {
             Vec::new()
@@ -113,7 +120,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn create_task(
-        &self,
+        conn: &mut SqliteConnection,
         task: &NewTask,
         now: DateTime<Utc>,
     ) -> Result<Task, StorageError> {
@@ -126,25 +133,31 @@ impl SqliteStore {
             .bind(task.description.as_str())
             .bind(task.status.as_str())
             .bind(now.timestamp_millis())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?
             .try_into()
     }
 
-    pub(super) async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
+    pub(super) async fn get_task(
+        conn: &mut SqliteConnection,
+        id: TaskId,
+    ) -> Result<Option<Task>, StorageError> {
         let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
         sqlx::query_as::<_, Row>(&sql)
             .bind(id.get())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
-    pub(super) async fn list_tasks(&self, query: &ListQuery) -> Result<TaskPage, StorageError> {
+    pub(super) async fn list_tasks(
+        conn: &mut SqliteConnection,
+        query: &ListQuery,
+    ) -> Result<TaskPage, StorageError> {
         let pattern = query.like_pattern();
         // A read transaction in WAL mode sees one snapshot for both statements.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
 
         let mut count = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM tasks");
         push_filters(&mut count, query.status, pattern.as_deref());
@@ -170,8 +183,19 @@ impl SqliteStore {
         })
     }
 
+    pub(super) async fn count_by_status(
+        conn: &mut SqliteConnection,
+    ) -> Result<Vec<(String, i64)>, StorageError> {
+        // Served from the (status, …) index; cheap enough to run every few seconds.
+        Ok(
+            sqlx::query_as("SELECT status, count(*) FROM tasks GROUP BY status")
+                .fetch_all(&mut *conn)
+                .await?,
+        )
+    }
+
     pub(super) async fn update_task(
-        &self,
+        conn: &mut SqliteConnection,
         id: TaskId,
         changes: &TaskChanges,
         now: DateTime<Utc>,
@@ -191,14 +215,14 @@ impl SqliteStore {
             .bind(changes.status.map(TaskStatus::as_str))
             .bind(now.timestamp_millis())
             .bind(expected.map(|t| t.timestamp_millis()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
     pub(super) async fn delete_task(
-        &self,
+        conn: &mut SqliteConnection,
         id: TaskId,
         expected: Option<DateTime<Utc>>,
     ) -> Result<Option<Task>, StorageError> {
@@ -209,18 +233,18 @@ impl SqliteStore {
         sqlx::query_as::<_, Row>(&sql)
             .bind(id.get())
             .bind(expected.map(|t| t.timestamp_millis()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
     pub(super) async fn export(
-        &self,
+        conn: &mut SqliteConnection,
         sink: mpsc::Sender<Vec<Task>>,
     ) -> Result<ExportSummary, StorageError> {
         // In WAL mode a read transaction sees one snapshot while writers go on.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         let sequence_high: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0)",
         )
@@ -237,11 +261,11 @@ impl SqliteStore {
     }
 
     pub(super) async fn import(
-        &self,
+        conn: &mut SqliteConnection,
         mut batches: mpsc::Receiver<ImportBatch>,
         replace: bool,
     ) -> Result<u64, ImportError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
             .fetch_one(&mut *tx)
             .await?;
