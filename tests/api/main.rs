@@ -38,6 +38,8 @@ macro_rules! for_each_backend {
 mod backups;
 mod contract;
 mod docs;
+mod exposition;
+mod metrics;
 mod operations;
 mod outage;
 mod process;
