@@ -418,3 +418,24 @@ fn collect_exprs(value: &Value, found: &mut impl FnMut(&str)) {
         _ => {}
     }
 }
+
+/// The README's promtool commands are the ones CI runs (ci/prometheus-check.sh).
+#[test]
+fn the_readme_promtool_commands_are_run_by_ci() {
+    let readme = include_str!("../../README.md");
+    let script = include_str!("../../ci/prometheus-check.sh");
+    let start = readme.find("<!-- begin: promtool-checks").unwrap();
+    let stop = start + readme[start..].find("<!-- end: promtool-checks").unwrap();
+    let commands: Vec<&str> = readme[start..stop]
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("promtool "))
+        .collect();
+    assert_eq!(commands.len(), 3, "{commands:?}");
+    for command in commands {
+        assert!(
+            script.lines().any(|l| l.trim() == command),
+            "ci/prometheus-check.sh does not run: {command}"
+        );
+    }
+}
