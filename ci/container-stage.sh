@@ -356,6 +356,12 @@ check_users_command() {
   expect 200 GET /livez
   expect 200 GET /readyz
   expect 200 GET /metrics
+  # The service reads the limits of `--memory 512m --cpus 0.5` from its own cgroup.
+  grep -Eqx "container_memory_limit_bytes $MEMORY_LIMIT_BYTES(\.0)?" "$WORK/body" ||
+    die "/metrics does not show the 512m limit: $(grep '^container_' "$WORK/body" || true)"
+  grep -Eqx 'container_cpu_limit_cores 0\.5' "$WORK/body" ||
+    die "/metrics does not show the 0.5 CPU limit: $(grep '^container_' "$WORK/body" || true)"
+  note "/metrics: $(grep -E '^container_(memory_limit_bytes|cpu_limit_cores)' "$WORK/body" | tr '\n' ' ')"
   expect 200 GET /openapi.json
 
   local id

@@ -133,6 +133,9 @@ pub struct ServerArgs {
     /// After the listener closes, how long in-flight requests may take before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// How often /metrics counts tasks by status (the counts are up to this old).
+    #[arg(long, env = "TASK_COUNT_REFRESH", default_value = "30s", value_parser = positive_duration)]
+    pub task_count_refresh: Duration,
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -426,6 +429,8 @@ pub struct Config {
     /// Browser origins CORS allows; empty: no CORS headers at all.
     pub cors_allowed_origins: Vec<HeaderValue>,
     pub idempotency_key_ttl: Duration,
+    /// Period of the tasks-by-status count behind `/metrics`.
+    pub task_count_refresh: Duration,
 }
 
 impl Config {
@@ -453,6 +458,7 @@ impl Config {
             metrics_tokens: None,
             cors_allowed_origins: Vec::new(),
             idempotency_key_ttl: Duration::from_secs(24 * 60 * 60),
+            task_count_refresh: Duration::from_secs(30),
         }
     }
 
@@ -497,6 +503,7 @@ impl Config {
             metrics_tokens,
             cors_allowed_origins,
             idempotency_key_ttl: access.idempotency_key_ttl,
+            task_count_refresh: server.task_count_refresh,
         })
     }
 }

@@ -81,6 +81,10 @@ impl Application {
 
         let stop_serving = CancellationToken::new();
         let schema = tokio::spawn(prepare_schema(state.clone(), config.migrate_on_start));
+        let task_counts = tokio::spawn(http::metrics::count_tasks_every(
+            state.clone(),
+            config.task_count_refresh,
+        ));
         let backups = config.backup_schedule.is_enabled().then(|| {
             let state = state.clone();
             let (dir, schedule, policy) = (
@@ -131,6 +135,7 @@ impl Application {
             ),
         }
         schema.abort();
+        task_counts.abort();
         if let Some(backups) = backups {
             backups.abort();
         }
@@ -224,6 +229,7 @@ fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
         request_timeout = ?config.connections.request_timeout,
         shutdown_drain_delay = ?config.shutdown_drain_delay,
         shutdown_timeout = ?config.shutdown_timeout,
+        task_count_refresh = ?config.task_count_refresh,
         "starting task-api"
     );
 }

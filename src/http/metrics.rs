@@ -1,7 +1,16 @@
 //! Prometheus metrics: one registry per application instance (no global state, so tests and
 //! embedders can run several side by side).
+//!
+//! Requests are counted by middleware here; the database pool records its own series
+//! ([`crate::storage::StorageMetrics`]); process, container and backup-directory readings are
+//! collected at each scrape; tasks by status are counted in the background.
 
-use std::time::Instant;
+mod backup_dir;
+mod system;
+mod task_counts;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
@@ -19,6 +28,10 @@ use super::error::{ApiError, ErrorEnvelope};
 use super::state::AppState;
 use crate::backup::BackupOutcome;
 use crate::backup::schedule::RunObserver;
+use crate::storage::Database;
+use backup_dir::BackupDirCollector;
+use system::SystemCollector;
+pub use task_counts::TaskCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -114,6 +127,7 @@ pub struct Metrics {
     pool_max: Gauge,
     build_info: Family<BuildLabels, Gauge>,
     backup: BackupMetrics,
+    task_counts: TaskCounts,
 }
 
 fn latency_histogram() -> Histogram {
@@ -124,7 +138,13 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// Registers every series; `db` records the pool's own, `backup_dir` is where the newest
+    /// backup is looked for.
+    pub fn new(
+        db: &Database,
+        backup_dir: PathBuf,
+        backup_expected_interval: Option<Duration>,
+    ) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let durations: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -164,9 +184,18 @@ impl Metrics {
         );
         let backup = BackupMetrics::default();
         backup.register(&mut registry);
+        db.metrics().register(&mut registry);
+        let task_counts = TaskCounts::default();
+        task_counts.register(&mut registry);
+        registry.register_collector(Box::new(SystemCollector));
+        registry.register_collector(Box::new(BackupDirCollector::new(
+            backup_dir,
+            backup_expected_interval,
+        )));
         Self {
             registry,
             backup,
+            task_counts,
             requests,
             durations,
             in_flight,
@@ -178,6 +207,10 @@ impl Metrics {
 
     pub fn backup(&self) -> &BackupMetrics {
         &self.backup
+    }
+
+    pub fn task_counts(&self) -> &TaskCounts {
+        &self.task_counts
     }
 
     /// Renders every metric in the Prometheus text format, refreshing the gauges first.
@@ -203,10 +236,16 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+/// Keeps `tasks{status}` at most `interval` old, once the schema is there to count in.
+pub async fn count_tasks_every(state: AppState, interval: Duration) {
+    while !state.schema_ready() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    state
+        .metrics()
+        .task_counts()
+        .refresh_every(state.db(), interval)
+        .await;
 }
 
 /// Keeps the in-flight gauge right even when a client hangs up and the request is dropped.

@@ -39,9 +39,13 @@ impl AppState {
     pub fn new(db: Database, config: &Config) -> Self {
         Self {
             inner: Arc::new(Inner {
+                metrics: Metrics::new(
+                    &db,
+                    config.backup_dir.clone(),
+                    config.backup_expected_interval,
+                ),
                 db,
                 backup_dir: config.backup_dir.clone(),
-                metrics: Metrics::new(),
                 started: Instant::now(),
                 schema_ready: AtomicBool::new(false),
                 draining: AtomicBool::new(false),

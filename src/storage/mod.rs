@@ -4,6 +4,7 @@
 //! Handlers never see SQL or a backend: they call these methods with validated domain values.
 
 mod error;
+mod observe;
 mod postgres;
 mod sqlite;
 
@@ -13,9 +14,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::config::{DatabaseConfig, DatabaseSettings};
-use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId};
+use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
 
 pub use error::StorageError;
+pub use observe::StorageMetrics;
 
 /// One page of a listing, with the number of tasks matching the filters.
 #[derive(Debug, Clone)]
@@ -132,6 +134,7 @@ pub struct Database {
     backend: Backend,
     /// Client-side bound on every call: a frozen server must not hang a request.
     call_timeout: Duration,
+    metrics: StorageMetrics,
 }
 
 #[derive(Clone, Debug)]
@@ -140,17 +143,30 @@ enum Backend {
     Sqlite(sqlite::SqliteStore),
 }
 
-/// Runs the same call on whichever backend is configured, bounded by the call timeout.
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        $self
-            .bounded(async {
-                match &$self.backend {
-                    Backend::Postgres($store) => $call.await,
-                    Backend::Sqlite($store) => $call.await,
+/// Runs `$f(connection, args…)` of whichever backend is configured on a connection taken from
+/// the pool here, explicitly, so that the wait for it is measured (sqlx's executor on a pool
+/// would take one out of sight).
+macro_rules! on_connection {
+    ($self:ident, $f:ident($($arg:expr),* $(,)?)) => {
+        async {
+            match &$self.backend {
+                Backend::Postgres(store) => {
+                    let mut conn = $self.acquire(store.pool()).await?;
+                    postgres::PgStore::$f(&mut conn, $($arg),*).await
                 }
-            })
-            .await
+                Backend::Sqlite(store) => {
+                    let mut conn = $self.acquire(store.pool()).await?;
+                    sqlite::SqliteStore::$f(&mut conn, $($arg),*).await
+                }
+            }
+        }
+    };
+}
+
+/// [`on_connection!`] bounded by the call timeout, its outcome recorded in `database_up`.
+macro_rules! dispatch {
+    ($self:ident, $($call:tt)*) => {
+        $self.bounded(on_connection!($self, $($call)*)).await
     };
 }
 
@@ -168,7 +184,13 @@ impl Database {
         Ok(Self {
             backend,
             call_timeout: settings.pool.acquire_timeout + settings.pool.statement_timeout,
+            metrics: StorageMetrics::default(),
         })
+    }
+
+    /// The pool and reachability series this handle records into.
+    pub fn metrics(&self) -> &StorageMetrics {
+        &self.metrics
     }
 
     /// `postgres` or `sqlite`.
@@ -183,15 +205,32 @@ impl Database {
         &self,
         call: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        tokio::time::timeout(self.call_timeout, call)
+        let result = tokio::time::timeout(self.call_timeout, call)
             .await
-            .unwrap_or(Err(StorageError::TimedOut))
+            .unwrap_or(Err(StorageError::TimedOut));
+        self.metrics.call_finished(&result);
+        result
+    }
+
+    /// Takes a connection from the pool, timing the wait; a timeout keeps its usual mapping
+    /// (unavailable, so HTTP 503).
+    async fn acquire<DB: sqlx::Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<sqlx::pool::PoolConnection<DB>, StorageError> {
+        let started = Instant::now();
+        let result = pool.acquire().await;
+        self.metrics.acquired(
+            started.elapsed(),
+            matches!(result, Err(sqlx::Error::PoolTimedOut)),
+        );
+        Ok(result?)
     }
 
     /// One round trip to the database; returns how long it took.
     pub async fn ping(&self) -> Result<Duration, StorageError> {
         let started = Instant::now();
-        dispatch!(self, s => s.ping())?;
+        dispatch!(self, ping())?;
         Ok(started.elapsed())
     }
 
@@ -206,7 +245,7 @@ impl Database {
     }
 
     pub async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
-        dispatch!(self, s => s.schema_status())
+        dispatch!(self, schema_status())
     }
 
     pub async fn create_task(
@@ -214,7 +253,7 @@ impl Database {
         task: &NewTask,
         now: DateTime<Utc>,
     ) -> Result<Task, StorageError> {
-        dispatch!(self, s => s.create_task(task, now))
+        dispatch!(self, create_task(task, now))
     }
 
     /// Creates a task under an idempotency key, unless the key is already taken: then nothing
@@ -230,15 +269,31 @@ impl Database {
         claim: &IdempotencyClaim<'_>,
         render: impl Fn(&Task) -> Result<StoredResponse, StorageError> + Send + Sync,
     ) -> Result<CreateOnce, StorageError> {
-        dispatch!(self, s => s.create_task_once(task, now, claim, &render))
+        dispatch!(self, create_task_once(task, now, claim, &render))
     }
 
     pub async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
-        dispatch!(self, s => s.get_task(id))
+        dispatch!(self, get_task(id))
     }
 
     pub async fn list_tasks(&self, query: &ListQuery) -> Result<TaskPage, StorageError> {
-        dispatch!(self, s => s.list_tasks(query))
+        dispatch!(self, list_tasks(query))
+    }
+
+    /// How many tasks have each status, every status listed (zero when none has it).
+    pub async fn count_by_status(&self) -> Result<Vec<(TaskStatus, i64)>, StorageError> {
+        let counted = dispatch!(self, count_by_status())?;
+        let mut all: Vec<(TaskStatus, i64)> = TaskStatus::ALL.map(|s| (s, 0)).to_vec();
+        for (name, n) in counted {
+            // A status the schema should have refused means the table is not what we think.
+            let status: TaskStatus = name
+                .parse()
+                .map_err(|_| StorageError::Corrupt(format!("task status {name:?}")))?;
+            for slot in all.iter_mut().filter(|(s, _)| *s == status) {
+                slot.1 = n;
+            }
+        }
+        Ok(all)
     }
 
     /// Replaces all user-owned fields. With `expected`, writes only if the task's `updated_at`
@@ -266,7 +321,7 @@ impl Database {
         now: DateTime<Utc>,
         expected: Option<DateTime<Utc>>,
     ) -> Result<WriteOutcome, StorageError> {
-        let written = dispatch!(self, s => s.update_task(id, changes, now, expected))?;
+        let written = dispatch!(self, update_task(id, changes, now, expected))?;
         self.outcome(id, written, expected).await
     }
 
@@ -276,7 +331,7 @@ impl Database {
         id: TaskId,
         expected: Option<DateTime<Utc>>,
     ) -> Result<WriteOutcome, StorageError> {
-        let deleted = dispatch!(self, s => s.delete_task(id, expected))?;
+        let deleted = dispatch!(self, delete_task(id, expected))?;
         self.outcome(id, deleted, expected).await
     }
 
@@ -303,10 +358,8 @@ impl Database {
         &self,
         sink: tokio::sync::mpsc::Sender<Vec<Task>>,
     ) -> Result<ExportSummary, StorageError> {
-        match &self.backend {
-            Backend::Postgres(s) => s.export(sink).await,
-            Backend::Sqlite(s) => s.export(sink).await,
-        }
+        // No call timeout: a large export takes as long as it takes.
+        on_connection!(self, export(sink)).await
     }
 
     /// Loads tasks in one transaction, keeping their ids, and moves the id sequence past
@@ -317,10 +370,7 @@ impl Database {
         batches: tokio::sync::mpsc::Receiver<ImportBatch>,
         replace: bool,
     ) -> Result<u64, ImportError> {
-        match &self.backend {
-            Backend::Postgres(s) => s.import(batches, replace).await,
-            Backend::Sqlite(s) => s.import(batches, replace).await,
-        }
+        on_connection!(self, import(batches, replace)).await
     }
 
     /// Creates an empty database beside this one on the same server (PostgreSQL only).

@@ -1,8 +1,8 @@
 //! PostgreSQL storage. Timestamps are `timestamptz` at millisecond precision (set by the caller).
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{FromRow, Postgres, QueryBuilder};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, FromRow, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
 use super::{
@@ -67,8 +67,12 @@ impl PgStore {
         }
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(super) async fn ping(conn: &mut PgConnection) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -77,14 +81,16 @@ impl PgStore {
         Ok(())
     }
 
-    pub(super) async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
+    pub(super) async fn schema_status(
+        conn: &mut PgConnection,
+    ) -> Result<SchemaStatus, StorageError> {
         let has_table: bool =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await?;
         let applied: Vec<i64> = if has_table {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?
         } else {
             Vec::new()
@@ -93,7 +99,7 @@ impl PgStore {
     }
 
     pub(super) async fn create_task(
-        &self,
+        conn: &mut PgConnection,
         task: &NewTask,
         now: DateTime<Utc>,
     ) -> Result<Task, StorageError> {
@@ -106,13 +112,13 @@ impl PgStore {
             .bind(task.description.as_str())
             .bind(task.status.as_str())
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?
             .try_into()
     }
 
     pub(super) async fn create_task_once(
-        &self,
+        conn: &mut PgConnection,
         task: &NewTask,
         now: DateTime<Utc>,
         claim: &IdempotencyClaim<'_>,
@@ -121,10 +127,10 @@ impl PgStore {
         // A claim can lose a race only to a key that then expires and is purged at once;
         // a few rounds settle it.
         for _ in 0..3 {
-            if let Some(settled) = self.stored_claim(claim, now).await? {
+            if let Some(settled) = Self::stored_claim(conn, claim, now).await? {
                 return Ok(settled);
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = conn.begin().await?;
             // SKIP LOCKED: replicas purging at once take different rows instead of queueing.
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
@@ -181,7 +187,7 @@ impl PgStore {
 
     /// The unexpired row of a claim's key, settled against the claim.
     async fn stored_claim(
-        &self,
+        conn: &mut PgConnection,
         claim: &IdempotencyClaim<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<CreateOnce>, StorageError> {
@@ -191,7 +197,7 @@ impl PgStore {
         )
         .bind(claim.key)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
         Ok(row.map(|(fingerprint, task_id, etag, body)| {
             settle_claim(
@@ -206,20 +212,26 @@ impl PgStore {
         }))
     }
 
-    pub(super) async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
+    pub(super) async fn get_task(
+        conn: &mut PgConnection,
+        id: TaskId,
+    ) -> Result<Option<Task>, StorageError> {
         let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
         sqlx::query_as::<_, Row>(&sql)
             .bind(id.get())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
-    pub(super) async fn list_tasks(&self, query: &ListQuery) -> Result<TaskPage, StorageError> {
+    pub(super) async fn list_tasks(
+        conn: &mut PgConnection,
+        query: &ListQuery,
+    ) -> Result<TaskPage, StorageError> {
         let pattern = query.like_pattern();
         // One snapshot for the page and its total, so they agree under concurrent writes.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
@@ -248,8 +260,19 @@ impl PgStore {
         })
     }
 
+    pub(super) async fn count_by_status(
+        conn: &mut PgConnection,
+    ) -> Result<Vec<(String, i64)>, StorageError> {
+        // Served from the (status, …) index; cheap enough to run every few seconds.
+        Ok(
+            sqlx::query_as("SELECT status::text, count(*) FROM tasks GROUP BY status")
+                .fetch_all(&mut *conn)
+                .await?,
+        )
+    }
+
     pub(super) async fn update_task(
-        &self,
+        conn: &mut PgConnection,
         id: TaskId,
         changes: &TaskChanges,
         now: DateTime<Utc>,
@@ -269,14 +292,14 @@ impl PgStore {
             .bind(changes.status.map(TaskStatus::as_str))
             .bind(now)
             .bind(expected)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
     pub(super) async fn delete_task(
-        &self,
+        conn: &mut PgConnection,
         id: TaskId,
         expected: Option<DateTime<Utc>>,
     ) -> Result<Option<Task>, StorageError> {
@@ -287,17 +310,17 @@ impl PgStore {
         sqlx::query_as::<_, Row>(&sql)
             .bind(id.get())
             .bind(expected)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
     pub(super) async fn export(
-        &self,
+        conn: &mut PgConnection,
         sink: mpsc::Sender<Vec<Task>>,
     ) -> Result<ExportSummary, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         // One snapshot for every row; no statement timeout: a large export takes a while.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
@@ -321,11 +344,11 @@ impl PgStore {
     }
 
     pub(super) async fn import(
-        &self,
+        conn: &mut PgConnection,
         mut batches: mpsc::Receiver<ImportBatch>,
         replace: bool,
     ) -> Result<u64, ImportError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut *tx)
             .await?;

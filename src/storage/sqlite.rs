@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{Connection, FromRow, QueryBuilder, Sqlite};
 use tokio::sync::mpsc;
 
 use super::{
@@ -86,8 +87,12 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(super) async fn ping(conn: &mut SqliteConnection) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -96,16 +101,18 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
+    pub(super) async fn schema_status(
+        conn: &mut SqliteConnection,
+    ) -> Result<SchemaStatus, StorageError> {
         let has_table: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master \
              WHERE type = 'table' AND name = '_sqlx_migrations')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
         let applied: Vec<i64> = if has_table {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?
         } else {
             Vec::new()
@@ -114,7 +121,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn create_task(
-        &self,
+        conn: &mut SqliteConnection,
         task: &NewTask,
         now: DateTime<Utc>,
     ) -> Result<Task, StorageError> {
@@ -127,13 +134,13 @@ impl SqliteStore {
             .bind(task.description.as_str())
             .bind(task.status.as_str())
             .bind(now.timestamp_millis())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?
             .try_into()
     }
 
     pub(super) async fn create_task_once(
-        &self,
+        conn: &mut SqliteConnection,
         task: &NewTask,
         now: DateTime<Utc>,
         claim: &IdempotencyClaim<'_>,
@@ -141,12 +148,12 @@ impl SqliteStore {
     ) -> Result<CreateOnce, StorageError> {
         let now_ms = now.timestamp_millis();
         for _ in 0..3 {
-            if let Some(settled) = self.stored_claim(claim, now_ms).await? {
+            if let Some(settled) = Self::claim_in(conn, claim, now_ms).await? {
                 return Ok(settled);
             }
             // The first statement writes, so the transaction takes SQLite's single write lock
             // at once (waiting up to the busy timeout): keyed creates run one at a time.
-            let mut tx = self.pool.begin().await?;
+            let mut tx = conn.begin().await?;
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
                  WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
@@ -156,7 +163,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
             // Under the write lock now: a key stored meanwhile is seen here, before any insert.
-            if let Some(settled) = self.claim_in(&mut tx, claim, now_ms).await? {
+            if let Some(settled) = Self::claim_in(&mut tx, claim, now_ms).await? {
                 tx.rollback().await?;
                 return Ok(settled);
             }
@@ -203,18 +210,8 @@ impl SqliteStore {
     }
 
     /// The unexpired row of a claim's key, settled against the claim.
-    async fn stored_claim(
-        &self,
-        claim: &IdempotencyClaim<'_>,
-        now_ms: i64,
-    ) -> Result<Option<CreateOnce>, StorageError> {
-        let mut conn = self.pool.acquire().await?;
-        self.claim_in(&mut conn, claim, now_ms).await
-    }
-
     async fn claim_in(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut SqliteConnection,
         claim: &IdempotencyClaim<'_>,
         now_ms: i64,
     ) -> Result<Option<CreateOnce>, StorageError> {
@@ -239,20 +236,26 @@ impl SqliteStore {
         }))
     }
 
-    pub(super) async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
+    pub(super) async fn get_task(
+        conn: &mut SqliteConnection,
+        id: TaskId,
+    ) -> Result<Option<Task>, StorageError> {
         let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
         sqlx::query_as::<_, Row>(&sql)
             .bind(id.get())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
-    pub(super) async fn list_tasks(&self, query: &ListQuery) -> Result<TaskPage, StorageError> {
+    pub(super) async fn list_tasks(
+        conn: &mut SqliteConnection,
+        query: &ListQuery,
+    ) -> Result<TaskPage, StorageError> {
         let pattern = query.like_pattern();
         // A read transaction in WAL mode sees one snapshot for both statements.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
 
         let mut count = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM tasks");
         push_filters(&mut count, query.status, pattern.as_deref());
@@ -278,8 +281,19 @@ impl SqliteStore {
         })
     }
 
+    pub(super) async fn count_by_status(
+        conn: &mut SqliteConnection,
+    ) -> Result<Vec<(String, i64)>, StorageError> {
+        // Served from the (status, …) index; cheap enough to run every few seconds.
+        Ok(
+            sqlx::query_as("SELECT status, count(*) FROM tasks GROUP BY status")
+                .fetch_all(&mut *conn)
+                .await?,
+        )
+    }
+
     pub(super) async fn update_task(
-        &self,
+        conn: &mut SqliteConnection,
         id: TaskId,
         changes: &TaskChanges,
         now: DateTime<Utc>,
@@ -299,14 +313,14 @@ impl SqliteStore {
             .bind(changes.status.map(TaskStatus::as_str))
             .bind(now.timestamp_millis())
             .bind(expected.map(|t| t.timestamp_millis()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
     pub(super) async fn delete_task(
-        &self,
+        conn: &mut SqliteConnection,
         id: TaskId,
         expected: Option<DateTime<Utc>>,
     ) -> Result<Option<Task>, StorageError> {
@@ -317,18 +331,18 @@ impl SqliteStore {
         sqlx::query_as::<_, Row>(&sql)
             .bind(id.get())
             .bind(expected.map(|t| t.timestamp_millis()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(Task::try_from)
             .transpose()
     }
 
     pub(super) async fn export(
-        &self,
+        conn: &mut SqliteConnection,
         sink: mpsc::Sender<Vec<Task>>,
     ) -> Result<ExportSummary, StorageError> {
         // In WAL mode a read transaction sees one snapshot while writers go on.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         let sequence_high: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0)",
         )
@@ -345,11 +359,11 @@ impl SqliteStore {
     }
 
     pub(super) async fn import(
-        &self,
+        conn: &mut SqliteConnection,
         mut batches: mpsc::Receiver<ImportBatch>,
         replace: bool,
     ) -> Result<u64, ImportError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
             .fetch_one(&mut *tx)
             .await?;

@@ -28,6 +28,8 @@ enum OwnedDatabase {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The running server's state, for tests that drive it from inside (a backup run).
+    pub state: task_api::http::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     database: OwnedDatabase,
@@ -99,6 +101,7 @@ async fn start(config: Config, database: OwnedDatabase) -> TestApp {
         .await
         .expect("build the application");
     let port = app.port();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let stopped = async {
@@ -109,6 +112,7 @@ async fn start(config: Config, database: OwnedDatabase) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
+        state,
         shutdown: Some(tx),
         server: Some(server),
         database,

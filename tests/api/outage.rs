@@ -57,6 +57,15 @@ async fn the_api_starts_before_postgres_and_rides_out_a_crash_without_restarting
     assert_eq!(kept.status, StatusCode::OK);
     assert_eq!(kept.body["data"]["title"], "survives the crash");
     assert_eq!(app.get("/health").await.status, StatusCode::OK);
+    assert_eq!(database_up(&app).await, 1.0);
+}
+
+/// The `database_up` gauge of `/metrics`.
+async fn database_up(app: &TestApp) -> f64 {
+    let text = app.get("/metrics").await.text;
+    text.lines()
+        .find_map(|l| l.strip_prefix("database_up ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no database_up in\n{text}"))
 }
 
 async fn assert_database_down(app: &TestApp) {
@@ -109,6 +118,8 @@ async fn assert_database_down(app: &TestApp) {
             reply.text
         );
     }
+    // The probes above found the database away.
+    assert_eq!(database_up(app).await, 0.0);
 }
 
 async fn wait_for(app: &TestApp, path: &str, within: Duration) {

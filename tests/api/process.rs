@@ -160,6 +160,12 @@ async fn configuration_errors_are_one_line_on_stderr_with_exit_code_2() {
             "--port",
         ),
         (
+            "task count refresh of zero",
+            vec![],
+            vec![("TASK_COUNT_REFRESH", "0s".into())],
+            "--task-count-refresh",
+        ),
+        (
             "foreign URL scheme",
             vec![],
             vec![("DATABASE_URL", format!("mysql://u:{SECRET}@h/db"))],
