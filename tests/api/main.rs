@@ -38,6 +38,7 @@ macro_rules! for_each_backend {
 mod backups;
 mod contract;
 mod docs;
+mod doctor;
 mod operations;
 mod outage;
 mod process;
