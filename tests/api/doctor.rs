@@ -359,10 +359,13 @@ async fn backup_age_passes_after_a_backup_within_the_expected_interval() {
     assert!(reason.contains("set BACKUP_EXPECTED_INTERVAL"), "{reason}");
 }
 
+/// Arguments and environment of one run.
+type Invocation<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
 #[tokio::test]
 async fn bad_requirements_and_settings_are_usage_errors_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &[(&str, &str)]); 4] = [
+    let cases: [Invocation; 4] = [
         (&["doctor", "--require", "database,disk"], &[]),
         (&["doctor"], &[("DOCTOR_REQUIRE", "everything")]),
         (&["doctor", "--timeout", "soon"], &[]),
