@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use super::report::{Finding, RowId};
 use crate::config::{DatabaseConfig, DatabaseSettings, PasswordSource, PostgresConfig};
 use crate::storage::Database;
+use crate::telemetry::error_chain;
 
 /// What the server said about itself and about this connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +155,14 @@ async fn migrations(settings: &DatabaseSettings, timeout: Duration) -> Finding {
         Ok(db) => db,
         Err(e) => return Finding::fail("unknown", e.to_string()),
     };
-    let status = bounded(timeout, db.schema_status()).await;
+    // The whole error chain: "database query failed" alone would not say what to fix.
+    let status = match tokio::time::timeout(timeout, db.schema_status()).await {
+        Ok(result) => result.map_err(|e| error_chain(&e)),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        )),
+    };
     db.close().await;
     match status {
         Ok(s) if s.is_current() => Finding::pass(

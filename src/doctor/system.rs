@@ -88,12 +88,23 @@ fn mount_at<'a>(mounts: &'a MountInfos, point: &str) -> Option<&'a MountInfo> {
     mounts.iter().rfind(|m| m.mount_point == Path::new(point))
 }
 
+/// The process's root mount: the `/` entry whose parent lies outside this view. A mount
+/// stacked on `/` later (`mount --bind / /`) is listed after it but never seen by the process,
+/// whose root stays pinned to the mount below.
+fn root_mount(mounts: &MountInfos) -> Option<&MountInfo> {
+    let mut roots = mounts.iter().filter(|m| m.mount_point == Path::new("/"));
+    let first = roots.clone().next();
+    roots
+        .find(|root| !mounts.iter().any(|m| m.mnt_id == root.pid))
+        .or(first)
+}
+
 fn has_option(mount: &MountInfo, name: &str) -> bool {
     mount.mount_options.contains_key(name) || mount.super_options.contains_key(name)
 }
 
 pub fn root_filesystem(mounts: &MountInfos) -> Finding {
-    let Some(root) = mount_at(mounts, "/") else {
+    let Some(root) = root_mount(mounts) else {
         return Finding::fail("no mount at /", "/proc/self/mountinfo lists no root mount");
     };
     if root.mount_options.contains_key("ro") {
@@ -355,9 +366,10 @@ mod tests {
         let rw = root_filesystem(&mounts(ROOT_RW));
         assert!(!rw.passed);
         assert!(rw.reason.contains("--read-only"), "{}", rw.reason);
-        // A later mount on / covers an earlier one.
-        let both = format!("{ROOT_RO}{ROOT_RW}");
-        assert!(!root_filesystem(&mounts(&both)).passed);
+        // A bind mount stacked on / is listed later, but the process's root is the one below.
+        let stacked = "108 97 254:0 / / ro,relatime - ext4 /dev/vda rw\n\
+                       160 108 254:0 / / rw,relatime - ext4 /dev/vda rw\n";
+        assert!(root_filesystem(&mounts(stacked)).passed);
     }
 
     #[test]
