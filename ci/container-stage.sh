@@ -701,6 +701,106 @@ check_backup_restore() {
   (cd "$compose_dir" && compose down -v) >/dev/null 2>&1
 }
 
+# --- doctor ----------------------------------------------------------------------------------
+
+# `task-api doctor --json` inside container $1: the report goes to $WORK/doctor.json, the exit
+# code to stdout. Fails the step if the output is not JSON or shows the database password.
+doctor_json() {
+  local rc=0
+  podman exec "$1" /task-api doctor --json >"$WORK/doctor.json" 2>"$WORK/doctor.err" || rc=$?
+  jq -e .summary "$WORK/doctor.json" >/dev/null ||
+    die "doctor --json in $1 printed no report: $(head -c 400 "$WORK/doctor.json") $(cat "$WORK/doctor.err")"
+  if grep -qF "$DB_PASSWORD" "$WORK/doctor.json" "$WORK/doctor.err"; then
+    die "doctor in $1 printed the database password"
+  fi
+  echo "$rc"
+}
+
+# expect_doctor_row ID STATUS [REASON-REGEX]: a row of the last doctor_json report.
+expect_doctor_row() {
+  local id=$1 expected_status=$2 pattern=${3:-} got reason
+  got=$(jq -r --arg id "$id" '.rows[] | select(.id == $id) | .status' "$WORK/doctor.json")
+  reason=$(jq -r --arg id "$id" '.rows[] | select(.id == $id) | "\(.observed): \(.reason)"' "$WORK/doctor.json")
+  [ "$got" = "$expected_status" ] || die "doctor row $id is '$got', expected $expected_status ($reason)"
+  [ -z "$pattern" ] || grep -Eq -e "$pattern" <<<"$reason" ||
+    die "doctor row $id: '$reason' does not match /$pattern/"
+}
+
+# The hardened container (DESIGN §5 flags plus --user, --cap-drop ALL, no-new-privileges, a
+# password file and a fresh backup) passes every required row; the same image started as root,
+# writable, without limits or /tmp tmpfs fails exactly those rows, each saying what to set.
+check_doctor() {
+  step "doctor: hardened container passes, the same image unhardened fails"
+  local secret=$WORK/doctor-secret backups=$WORK/doctor-backups rc id
+  local db_env=(-e DB_HOST=task-db -e DB_PORT=5432 -e DB_NAME=taskmanager -e DB_USER=taskuser)
+  printf '%s\n' "$DB_PASSWORD" >"$secret"
+  chmod 644 "$secret"
+  install -d -o 1001 -g 1001 "$backups"
+  podman run --rm --network task-network "${db_env[@]}" \
+    -e DB_PASSWORD_FILE=/run/secrets/db_password -v "$secret:/run/secrets/db_password:ro" \
+    -v "$backups:/backups" "$IMAGE" backup | sed 's/^/  /'
+
+  podman run -d --name task-api --network task-network "${db_env[@]}" \
+    -e DB_PASSWORD_FILE=/run/secrets/db_password -v "$secret:/run/secrets/db_password:ro" \
+    -e BACKUP_EXPECTED_INTERVAL=1h -v "$backups:/backups:ro" \
+    --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,noexec,nosuid,size=100m \
+    --memory 512m --cpus 0.5 --user 1001:1001 --cap-drop ALL \
+    --security-opt no-new-privileges -p "$HOST_PORT:3000" "$IMAGE" >/dev/null
+  wait_http_healthy 60
+  podman exec task-api /task-api doctor | sed 's/^/  /' || true
+  rc=$(doctor_json task-api)
+  [ "$rc" = 0 ] || die "doctor in the hardened container exited $rc: $(jq -c .summary "$WORK/doctor.json")"
+  for id in user root_filesystem tmp memory_limit cpu_limit capabilities no_new_privileges \
+    database migrations password_source backup_age backup_space; do
+    expect_doctor_row "$id" pass
+  done
+  jq -e '[.rows[] | select(.required)] | length == 12' "$WORK/doctor.json" >/dev/null ||
+    die "doctor's default requirement is not the 12 non-advisory rows"
+  note "hardened: exit 0, all 12 required rows pass ($(jq -r '.rows[] | select(.status == "warn") | .id' "$WORK/doctor.json" | tr '\n' ' ')warn)"
+  podman rm -f -t 10 task-api >/dev/null
+
+  podman run -d --name task-api --network task-network "${db_env[@]}" \
+    -e DB_PASSWORD="$DB_PASSWORD" -e BACKUP_EXPECTED_INTERVAL=1h -v "$backups:/backups:ro" \
+    --user 0 -p "$HOST_PORT:3000" "$IMAGE" >/dev/null
+  wait_http_healthy 60
+  rc=$(doctor_json task-api)
+  [ "$rc" = 1 ] || die "doctor in the unhardened container exited $rc, expected 1"
+  expect_doctor_row user fail 'uid 0.*runs as root'
+  expect_doctor_row root_filesystem fail ' rw: .*--read-only'
+  expect_doctor_row tmp fail '^part of /: .*--tmpfs /tmp'
+  expect_doctor_row memory_limit fail '^none .*--memory'
+  expect_doctor_row cpu_limit fail '^none .*--cpus'
+  expect_doctor_row capabilities fail '^effective [^n].*--cap-drop ALL'
+  expect_doctor_row no_new_privileges fail 'NoNewPrivs 0.*no-new-privileges'
+  expect_doctor_row password_source fail '^environment .*DB_PASSWORD_FILE'
+  for id in database migrations backup_age backup_space; do
+    expect_doctor_row "$id" pass
+  done
+  [ "$(jq -r '.summary.required_failed | join(",")' "$WORK/doctor.json")" = \
+    "user,root_filesystem,tmp,memory_limit,cpu_limit,capabilities,no_new_privileges,password_source" ] ||
+    die "unexpected failed rows: $(jq -c .summary "$WORK/doctor.json")"
+  note "unhardened (root, writable, no limits, no tmpfs, DB_PASSWORD): exit 1, the 8 matching rows fail with their fix"
+  podman rm -f -t 10 task-api >/dev/null
+}
+
+# The README's `docker compose exec task-api /task-api doctor`, after one backup.
+check_doctor_compose() {
+  step "doctor in the compose stack"
+  [ -n "$compose_dir" ] || prepare_compose_dir
+  compose_up_and_wait
+  wait_running task-api-backup
+  (cd "$compose_dir" && CONTAINER_ENGINE=podman ./scripts/backup.sh) >/dev/null
+  local rc=0
+  (cd "$compose_dir" && compose exec task-api /task-api doctor) >"$WORK/doctor-compose" 2>&1 || rc=$?
+  sed 's/^/  /' "$WORK/doctor-compose"
+  [ "$rc" = 0 ] || die "docker compose exec task-api /task-api doctor exited $rc"
+  if grep -qF "$(cat "$compose_dir/secrets/db_password.txt")" "$WORK/doctor-compose"; then
+    die "doctor printed the compose stack's password"
+  fi
+  note "compose: doctor exits 0 in task-api"
+  (cd "$compose_dir" && compose down -v) >/dev/null 2>&1
+}
+
 summary() {
   step "summary"
   local k
@@ -726,10 +826,12 @@ main() {
   check_burst
   check_sigterm
   check_debug_target
+  check_doctor
   stop_database
   check_sqlite_volume
   check_compose
   check_backup_restore
+  check_doctor_compose
   REPORT[total]="$(($(date +%s) - start)) s"
   summary
   printf '  %-12s %s\n' total "${REPORT[total]}"

@@ -1,9 +1,10 @@
 //! task-api: a task manager REST API over PostgreSQL or embedded SQLite.
 //!
 //! Where things live:
-//! - [`cli`]: the `task-api` command line (serve, migrate, healthcheck, backups, drill);
+//! - [`cli`]: the `task-api` command line (serve, migrate, healthcheck, backups, drill, doctor);
 //! - [`backup`]: backup files, restore, retention, the recovery drill, schedules;
 //! - [`config`]: settings from the environment, parsed once into typed values;
+//! - [`doctor`]: the security and readiness self-check (`task-api doctor`);
 //! - [`domain`]: validated task types, the only input storage accepts;
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
@@ -15,6 +16,7 @@
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;

@@ -14,14 +14,17 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backup::schedule;
 use crate::config::{
-    BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings, RetentionArgs, ServerArgs,
+    BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings, ExpectedBackupArgs,
+    RetentionArgs, ServerArgs,
 };
+use crate::doctor::Requirement;
 use crate::healthcheck;
 use crate::startup::{self, Application};
 use crate::storage::Database;
 use crate::telemetry::{self, LogFormat, error_chain};
 
 mod commands;
+mod doctor;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +77,37 @@ enum Command {
         #[command(flatten)]
         dir: BackupDirArgs,
     },
+    /// Security and readiness self-check of this deployment: one row per check, exit 0 when
+    /// every required row passes, 1 otherwise.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    #[command(flatten)]
+    dir: BackupDirArgs,
+    /// The backup interval of this deployment's own scheduler, if it runs one (as `serve`).
+    #[arg(long, env = "BACKUP_EVERY", value_parser = humantime::parse_duration)]
+    backup_every: Option<Duration>,
+    /// The daily backup time of this deployment's own scheduler, if it runs one (as `serve`).
+    #[arg(long, env = "BACKUP_AT", value_parser = schedule::parse_daily_time)]
+    backup_at: Option<chrono::NaiveTime>,
+    #[command(flatten)]
+    expected_backups: ExpectedBackupArgs,
+    /// Rows that decide the exit code: all, none, or a comma-separated list of row ids.
+    #[arg(long, env = "DOCTOR_REQUIRE", default_value = "all")]
+    require: Requirement,
+    /// The API token file `serve` reads; the api_auth row checks it loads.
+    #[arg(long, env = "API_TOKENS_FILE")]
+    api_tokens_file: Option<PathBuf>,
+    /// How long each database probe may take.
+    #[arg(long, env = "DOCTOR_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -253,6 +287,11 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             let settings = DatabaseSettings::try_from(db)?;
             telemetry::init(cli.log_format);
             runtime(true)?.block_on(commands::drill(settings, dir.backup_dir))
+        }
+        // No log output: stdout carries only the report, stderr only the verdict line.
+        Command::Doctor(args) => {
+            let (settings, format) = doctor::settings(args)?;
+            runtime(false)?.block_on(doctor::run(settings, format))
         }
     }
 }

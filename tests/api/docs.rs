@@ -261,3 +261,52 @@ async fn the_readme_access_control_block_works_as_written() {
     assert!(!file.contains(token), "the file holds only the hash");
     assert!(!log.contains(token), "the token reached the log");
 }
+
+#[tokio::test]
+async fn the_readme_doctor_examples_run_as_written() {
+    let readme = include_str!("../../README.md");
+    let commands = commands_between(
+        readme,
+        "<!-- begin: doctor-examples",
+        "<!-- end: doctor-examples",
+    );
+    assert_eq!(commands.len(), 3, "{commands:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::process::run(dir.path(), &["migrate"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    // The commands name `task-api`: the binary under test comes first on PATH.
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_task-api"));
+    let path = format!(
+        "{}:{}",
+        binary.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for command in &commands {
+        let result = tokio::process::Command::new("sh")
+            .args(["-c", command])
+            .env_clear()
+            .env("PATH", &path)
+            .env("DATA_DIR", dir.path().join("data"))
+            .current_dir(dir.path())
+            .output()
+            .await
+            .expect("sh is needed");
+        let stdout = String::from_utf8_lossy(&result.stdout);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        // This machine is not a hardened container: 1 (a required row failed) is expected
+        // where every row is required; 2 would be a usage error in the README.
+        let code = result.status.code();
+        assert!(matches!(code, Some(0 | 1)), "{command}: {code:?} {stderr}");
+        if command.contains("--json") {
+            let json: serde_json::Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {stdout}"));
+            assert_eq!(json["rows"].as_array().map(Vec::len), Some(14), "{stdout}");
+        } else {
+            assert!(stdout.starts_with("ROW "), "{command}: {stdout}");
+        }
+        if command.starts_with("DOCTOR_REQUIRE=database,migrations") {
+            assert_eq!(code, Some(0), "{command}: {stdout}{stderr}");
+        }
+    }
+}

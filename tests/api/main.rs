@@ -40,6 +40,7 @@ mod backups;
 mod contract;
 mod cors;
 mod docs;
+mod doctor;
 mod exposition;
 mod hostile;
 mod idempotency;
