@@ -109,7 +109,7 @@ fn api_env(cluster: &Cluster, port: u16, dir: &Path) -> Vec<(String, String)> {
         ),
         ("BACKUP_DIR", dir.join("backups").display().to_string()),
         ("DATA_DIR", dir.join("data").display().to_string()),
-        ("RUST_LOG", "warn".to_owned()),
+        ("LOG_LEVEL", "warn".to_owned()),
     ];
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
