@@ -77,6 +77,8 @@ pub struct Report {
     pub worst_ready_503: Option<(Duration, String)>,
     pub worst_recovery: Option<(Duration, String)>,
     pub worst_restart: Option<(Duration, String)>,
+    /// Client creates under way at each SIGTERM.
+    pub in_flight_at_sigterm: Vec<usize>,
     pub violations: Vec<String>,
 }
 
@@ -133,6 +135,14 @@ pub(crate) async fn inject<T: Target>(
             ));
         }
     } else {
+        if kind == FaultKind::ApiTerm {
+            // The point of this fault is a shutdown with requests in flight: wait for some.
+            let waiting = Instant::now();
+            while ledger.in_flight() == 0 && waiting.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            report.in_flight_at_sigterm.push(ledger.in_flight());
+        }
         target.disrupt_api(kind, report).await?;
         api.wait_ready(RESTART_LIMIT).await?;
         keep_worst(&mut report.worst_restart, started.elapsed(), &label);

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::api::CreateOutcome;
 
@@ -18,6 +18,7 @@ struct Entries {
 pub struct Ledger {
     run: String,
     next: AtomicU64,
+    in_flight: AtomicUsize,
     entries: Mutex<Entries>,
 }
 
@@ -26,6 +27,7 @@ impl Ledger {
         Self {
             run: run.to_owned(),
             next: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
             entries: Mutex::default(),
         }
     }
@@ -41,6 +43,20 @@ impl Ledger {
         let title = format!("{}{sender}-{seq}", self.prefix());
         self.with(|e| e.sent.insert(title.clone()));
         title
+    }
+
+    /// A client's create has been sent and not yet answered.
+    pub fn start_request(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn end_request(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Client creates under way right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     pub fn record(&self, title: &str, outcome: &CreateOutcome) {

@@ -51,7 +51,9 @@ async fn run_client(
     while !*stopped.borrow() {
         // Never a retry under the same title: a failed attempt stays unacknowledged.
         let title = ledger.send(&name);
+        ledger.start_request();
         let outcome = api.create(&title).await;
+        ledger.end_request();
         ledger.record(&title, &outcome);
         let pause = if matches!(outcome, CreateOutcome::Created(_)) {
             pace

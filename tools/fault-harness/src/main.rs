@@ -270,6 +270,15 @@ fn print_summary(report: &Report, ledger: &Ledger, audit: &audit::Audit, elapsed
         "api restarts: worst fault-to-ready {}",
         worst(&report.worst_restart)
     );
+    if let (Some(least), Some(most)) = (
+        report.in_flight_at_sigterm.iter().min(),
+        report.in_flight_at_sigterm.iter().max(),
+    ) {
+        println!(
+            "SIGTERM: {} signals with {least} to {most} client creates in flight",
+            report.in_flight_at_sigterm.len()
+        );
+    }
     println!("elapsed: {:.0?}", elapsed);
     for (what, list) in [
         ("lost", &audit.lost),
