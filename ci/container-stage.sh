@@ -11,6 +11,7 @@
 # Settings (environment):
 #   HOST_PORT=3000              host port for the API (default 3000, another one if taken)
 #   CONTAINER_STAGE_CACHE=DIR   where the Python tools are kept between runs
+#   FAULT_DURATION=75s, FAULT_COUNT=9   length of the fault-harness run and its least faults
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
@@ -542,6 +543,24 @@ check_sigterm() {
   podman rm -f task-api >/dev/null
 }
 
+# tools/fault-harness against this stack: under load from ten clients, the database's network
+# is cut and restored, the database paused and unpaused, and the API's process killed from the
+# host (its restart policy brings it back). The API gets the documented fast-failure settings.
+check_faults() {
+  step "faults against the stack: network cut, pause, kill -9 (fault-harness)"
+  cargo build --locked -q -p fault-harness || die "cannot build tools/fault-harness"
+  run_api -e DB_ACQUIRE_TIMEOUT=1s -e DB_STATEMENT_TIMEOUT=2s
+  wait_http_healthy 60
+  local start
+  start=$(date +%s)
+  target/debug/fault-harness container --api-url "$API" --api-container task-api \
+    --db-container task-db --network task-network --duration "${FAULT_DURATION:-75s}" \
+    --faults "${FAULT_COUNT:-9}" | tee "$WORK/faults.log" | sed 's/^/  /' ||
+    die "the fault harness found a broken rule (see above)"
+  REPORT[faults]="$(tail -n 1 "$WORK/faults.log") in $(($(date +%s) - start)) s"
+  podman rm -f -t 10 task-api >/dev/null
+}
+
 check_debug_target() {
   step "debug target: the same binary with a shell"
   podman run -d --name task-api-debug --network task-network \
@@ -804,7 +823,7 @@ check_doctor_compose() {
 summary() {
   step "summary"
   local k
-  for k in size build debug_build cold_start idle_memory burst sigterm backup; do
+  for k in size build debug_build cold_start idle_memory burst sigterm faults backup; do
     printf '  %-12s %s\n' "$k" "${REPORT[$k]:-}"
   done
 }
@@ -825,6 +844,7 @@ main() {
   check_read_only
   check_burst
   check_sigterm
+  check_faults
   check_debug_target
   check_doctor
   stop_database
