@@ -93,6 +93,8 @@ cargo cyclonedx --quiet --format json --spec-version 1.5 --describe binaries --n
   --target "$TARGET" >/dev/null
 # --describe binaries writes one file per binary, named after it.
 sbom=task-api_bin.cdx.json
+# The other workspace member (the CI fault harness) gets one too; it is not in the image.
+rm -f tools/fault-harness/fault-harness_bin.cdx.json
 [ -f "$sbom" ] || die "cargo cyclonedx wrote no SBOM"
 dest="$out/task-api-${image_id:0:12}.cdx.json"
 # Ties the SBOM to the image it describes.
