@@ -4,6 +4,7 @@
 //! Handlers never see SQL or a backend: they call these methods with validated domain values.
 
 mod error;
+pub mod password_reload;
 mod postgres;
 mod sqlite;
 
@@ -11,6 +12,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use sqlx::migrate::Migrator;
 
 use crate::config::{DatabaseConfig, DatabaseSettings};
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId};
@@ -100,6 +103,9 @@ pub struct Database {
     backend: Backend,
     /// Client-side bound on every call: a frozen server must not hang a request.
     call_timeout: Duration,
+    /// The migrations this binary carries for the backend, unless replaced by
+    /// [`Database::with_migrator`].
+    migrator: &'static Migrator,
 }
 
 #[derive(Clone, Debug)]
@@ -125,18 +131,28 @@ macro_rules! dispatch {
 impl Database {
     /// Builds the pool without connecting, so the service can start before its database.
     pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self, StorageError> {
-        let backend = match &settings.database {
-            DatabaseConfig::Postgres(pg) => {
-                Backend::Postgres(postgres::PgStore::connect_lazy(pg, &settings.pool))
-            }
-            DatabaseConfig::Sqlite { path } => {
-                Backend::Sqlite(sqlite::SqliteStore::connect_lazy(path, &settings.pool)?)
-            }
+        let (backend, migrator) = match &settings.database {
+            DatabaseConfig::Postgres(pg) => (
+                Backend::Postgres(postgres::PgStore::connect_lazy(pg, &settings.pool)),
+                &postgres::MIGRATOR,
+            ),
+            DatabaseConfig::Sqlite { path } => (
+                Backend::Sqlite(sqlite::SqliteStore::connect_lazy(path, &settings.pool)?),
+                &sqlite::MIGRATOR,
+            ),
         };
         Ok(Self {
             backend,
             call_timeout: settings.pool.acquire_timeout + settings.pool.statement_timeout,
+            migrator,
         })
+    }
+
+    /// The same database under another set of migrations, such as a newer release's: lets an
+    /// embedder (or a test) stage an upgrade.
+    pub fn with_migrator(mut self, migrator: &'static Migrator) -> Self {
+        self.migrator = migrator;
+        self
     }
 
     /// `postgres` or `sqlite`.
@@ -168,13 +184,26 @@ impl Database {
     pub async fn migrate(&self) -> Result<(), StorageError> {
         // Migrations may legitimately take longer than one request, so no call timeout here.
         match &self.backend {
-            Backend::Postgres(s) => s.migrate().await,
-            Backend::Sqlite(s) => s.migrate().await,
+            Backend::Postgres(s) => s.migrate(self.migrator).await,
+            Backend::Sqlite(s) => s.migrate(self.migrator).await,
         }
     }
 
     pub async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
-        dispatch!(self, s => s.schema_status())
+        dispatch!(self, s => s.schema_status(self.migrator))
+    }
+
+    /// Whether the tasks table exists and holds at least one task.
+    pub async fn holds_tasks(&self) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.holds_tasks())
+    }
+
+    /// Connections opened from now on log in with `password`; open ones stay as they are.
+    /// Only PostgreSQL has a password.
+    pub fn set_password(&self, password: &SecretString) {
+        if let Backend::Postgres(s) = &self.backend {
+            s.set_password(password);
+        }
     }
 
     pub async fn create_task(

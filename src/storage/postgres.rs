@@ -1,6 +1,8 @@
 //! PostgreSQL storage. Timestamps are `timestamptz` at millisecond precision (set by the caller).
 
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
@@ -12,7 +14,7 @@ use super::{
 use crate::config::{PoolConfig, PostgresConfig};
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 
@@ -66,17 +68,41 @@ impl PgStore {
         }
     }
 
+    /// Replaces the password of the pool's connect options; the statement timeout and every
+    /// other option stay.
+    pub(super) fn set_password(&self, password: &SecretString) {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .password(password.expose_secret());
+        self.pool.set_connect_options(options);
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    pub(super) async fn migrate(&self) -> Result<(), StorageError> {
-        MIGRATOR.run(&self.pool).await?;
+    pub(super) async fn migrate(&self, migrator: &Migrator) -> Result<(), StorageError> {
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 
-    pub(super) async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
+    pub(super) async fn holds_tasks(&self) -> Result<bool, StorageError> {
+        let has_table: bool = sqlx::query_scalar("SELECT to_regclass('tasks') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        if !has_table {
+            return Ok(false);
+        }
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks)")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub(super) async fn schema_status(
+        &self,
+        migrator: &Migrator,
+    ) -> Result<SchemaStatus, StorageError> {
         let has_table: bool =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
                 .fetch_one(&self.pool)
@@ -88,7 +114,7 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(schema_status(&MIGRATOR, &applied))
+        Ok(schema_status(migrator, &applied))
     }
 
     pub(super) async fn create_task(

@@ -41,3 +41,5 @@ mod docs;
 mod operations;
 mod outage;
 mod process;
+mod rotation;
+mod upgrade;
