@@ -682,6 +682,14 @@ check_backup_restore() {
   (cd "$compose_dir" && compose down -v) >/dev/null 2>&1
 }
 
+# RUNBOOK.md and DEPLOYMENT_CHECKLIST.md: every runnable block, in order, against this run's image.
+check_runbook() {
+  step "runbook and deployment checklist, run as written"
+  shellcheck ci/runbook-check.sh
+  HOST_PORT=$HOST_PORT CONTAINER_STAGE_CACHE=$CACHE bash ci/runbook-check.sh ||
+    die "a block of RUNBOOK.md or DEPLOYMENT_CHECKLIST.md failed (file, line and block above)"
+}
+
 summary() {
   step "summary"
   local k
@@ -710,6 +718,7 @@ main() {
   check_sqlite_volume
   check_compose
   check_backup_restore
+  check_runbook
   REPORT[total]="$(($(date +%s) - start)) s"
   summary
   printf '  %-12s %s\n' total "${REPORT[total]}"
