@@ -10,9 +10,10 @@ use crate::storage::{Database, StorageError};
 /// Why pending migrations were not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum PreMigrationError {
+    // The cause follows through `source`, as error chains print it.
     #[error(
-        "{pending} pending migration(s) not applied: the backup before migrating into {} failed: \
-         {source} (make BACKUP_DIR writable, or set NO_BACKUP_BEFORE_MIGRATE=true to migrate \
+        "{pending} pending migration(s) not applied because the backup before migrating into {} \
+         failed (make BACKUP_DIR writable, or set NO_BACKUP_BEFORE_MIGRATE=true to migrate \
          without it)",
         dir.display()
     )]
