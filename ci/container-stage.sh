@@ -820,6 +820,14 @@ check_doctor_compose() {
   (cd "$compose_dir" && compose down -v) >/dev/null 2>&1
 }
 
+# RUNBOOK.md and DEPLOYMENT_CHECKLIST.md: every runnable block, in order, against this run's image.
+check_runbook() {
+  step "runbook and deployment checklist, run as written"
+  shellcheck ci/runbook-check.sh
+  HOST_PORT=$HOST_PORT CONTAINER_STAGE_CACHE=$CACHE bash ci/runbook-check.sh ||
+    die "a block of RUNBOOK.md or DEPLOYMENT_CHECKLIST.md failed (file, line and block above)"
+}
+
 summary() {
   step "summary"
   local k
@@ -852,6 +860,7 @@ main() {
   check_compose
   check_backup_restore
   check_doctor_compose
+  check_runbook
   REPORT[total]="$(($(date +%s) - start)) s"
   summary
   printf '  %-12s %s\n' total "${REPORT[total]}"

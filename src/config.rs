@@ -95,6 +95,32 @@ pub struct DatabaseArgs {
     /// Longest a single SQL statement may run on PostgreSQL.
     #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub db_statement_timeout: Duration,
+    /// How often DB_PASSWORD_FILE is read again, so a rotated password reaches new connections
+    /// without a restart.
+    #[arg(long, env = "DB_PASSWORD_CHECK_INTERVAL", default_value = "5s",
+          value_parser = parse_check_interval)]
+    pub db_password_check_interval: Duration,
+}
+
+/// Whether pending migrations may run without a fresh backup first.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct PreMigrationArgs {
+    /// Apply pending migrations to a database holding tasks without writing a backup into
+    /// BACKUP_DIR first.
+    #[arg(
+        long = "no-backup-before-migrate",
+        env = "NO_BACKUP_BEFORE_MIGRATE",
+        default_value_t = false
+    )]
+    pub no_backup_before_migrate: bool,
+}
+
+fn parse_check_interval(value: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if interval < Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
+    }
+    Ok(interval)
 }
 
 /// Settings of the HTTP server.
@@ -118,6 +144,8 @@ pub struct ServerArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub expected_backups: ExpectedBackupArgs,
+    #[command(flatten)]
+    pub pre_migration: PreMigrationArgs,
     /// Skip applying migrations at start (the service then waits until they are applied).
     #[arg(long = "no-migrate", env = "NO_MIGRATE", default_value_t = false)]
     pub no_migrate: bool,
@@ -276,6 +304,8 @@ impl PasswordSource {
 pub struct PostgresConfig {
     options: PgConnectOptions,
     pub password_source: PasswordSource,
+    /// Where the password was read from, so a rotated secret can be picked up while running.
+    pub password_file: Option<PathBuf>,
 }
 
 impl PostgresConfig {
@@ -305,6 +335,7 @@ impl PostgresConfig {
         Self {
             options,
             password_source,
+            password_file: None,
         }
     }
 
@@ -317,6 +348,7 @@ impl PostgresConfig {
         Self {
             options: self.options.clone().database(database),
             password_source: self.password_source,
+            password_file: self.password_file.clone(),
         }
     }
 
@@ -378,6 +410,8 @@ impl Default for PoolConfig {
 pub struct DatabaseSettings {
     pub database: DatabaseConfig,
     pub pool: PoolConfig,
+    /// How often a password file is read again (PostgreSQL with DB_PASSWORD_FILE only).
+    pub password_check_interval: Duration,
 }
 
 impl DatabaseSettings {
@@ -385,6 +419,7 @@ impl DatabaseSettings {
         Self {
             database,
             pool: PoolConfig::default(),
+            password_check_interval: Duration::from_secs(5),
         }
     }
 }
@@ -398,9 +433,11 @@ impl TryFrom<DatabaseArgs> for DatabaseSettings {
             acquire_timeout: args.db_acquire_timeout,
             statement_timeout: args.db_statement_timeout,
         };
+        let password_check_interval = args.db_password_check_interval;
         Ok(Self {
             database: database_config(args)?,
             pool,
+            password_check_interval,
         })
     }
 }
@@ -418,6 +455,8 @@ pub struct Config {
     pub backup_expected_interval: Option<Duration>,
     pub retention: RetentionPolicy,
     pub migrate_on_start: bool,
+    /// Write a backup before applying pending migrations to a database that holds tasks.
+    pub backup_before_migrate: bool,
     pub max_concurrent_requests: usize,
     pub connections: ConnectionArgs,
     pub shutdown_drain_delay: Duration,
@@ -450,6 +489,7 @@ impl Config {
             backup_expected_interval: None,
             retention: RetentionPolicy::default(),
             migrate_on_start: true,
+            backup_before_migrate: true,
             max_concurrent_requests: 256,
             connections: ConnectionArgs::default(),
             shutdown_drain_delay: Duration::ZERO,
@@ -495,6 +535,7 @@ impl Config {
                 .or(server.expected_backups.backup_expected_interval),
             retention: server.retention.into(),
             migrate_on_start: !server.no_migrate,
+            backup_before_migrate: !server.pre_migration.no_backup_before_migrate,
             max_concurrent_requests: server.max_concurrent_requests as usize,
             connections: server.connections,
             shutdown_drain_delay: server.shutdown_drain_delay,
@@ -553,6 +594,9 @@ fn database_config(args: DatabaseArgs) -> Result<DatabaseConfig, ConfigError> {
     };
     let mut pg = PostgresConfig::new(host, args.db_port, name, user, password.as_ref(), ssl_mode);
     pg.password_source = source;
+    if source == PasswordSource::File {
+        pg.password_file.clone_from(&args.db_password_file);
+    }
     Ok(DatabaseConfig::Postgres(pg))
 }
 
@@ -594,9 +638,14 @@ fn database_from_url(url: &str, args: &DatabaseArgs) -> Result<DatabaseConfig, C
     if let Some(mode) = args.db_sslmode.as_deref() {
         options = options.ssl_mode(parse_ssl_mode(Some(mode))?);
     }
+    let password_file = match source {
+        PasswordSource::File => args.db_password_file.clone(),
+        _ => None,
+    };
     Ok(DatabaseConfig::Postgres(PostgresConfig {
         options: options.application_name("task-api"),
         password_source: source,
+        password_file,
     }))
 }
 
@@ -616,7 +665,7 @@ fn parse_ssl_mode(value: Option<&str>) -> Result<PgSslMode, ConfigError> {
 }
 
 /// Reads a mounted secret; one trailing newline (as editors and `echo` leave) is not part of it.
-fn read_password_file(path: &Path) -> Result<SecretString, ConfigError> {
+pub fn read_password_file(path: &Path) -> Result<SecretString, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFileUnreadable {
             path: path.display().to_string(),

@@ -3,16 +3,18 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::backup;
+use crate::backup::pre_migration::{self, PreMigrationError};
 use crate::config::{Config, DatabaseConfig};
 use crate::http::{self, AppState};
 use crate::serve;
-use crate::storage::{Database, StorageError};
+use crate::storage::{Database, StorageError, password_reload};
 use crate::telemetry::error_chain;
 use crate::tokens::TokenSet;
 
@@ -43,6 +45,12 @@ impl Application {
     /// the API starts even when its database is not up yet.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let db = Database::connect_lazy(&config.db)?;
+        Self::build_with_database(config, db).await
+    }
+
+    /// Like [`Self::build`], with a database handle made by the caller (for instance one
+    /// carrying another set of migrations).
+    pub async fn build_with_database(config: Config, db: Database) -> Result<Self, StartupError> {
         let addr = SocketAddr::new(config.bind_address, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -80,7 +88,14 @@ impl Application {
         log_effective_config(&config, listener.local_addr().ok());
 
         let stop_serving = CancellationToken::new();
-        let schema = tokio::spawn(prepare_schema(state.clone(), config.migrate_on_start));
+        let schema = tokio::spawn(prepare_schema(
+            state.clone(),
+            config.migrate_on_start,
+            config
+                .backup_before_migrate
+                .then(|| config.backup_dir.clone()),
+        ));
+        let password_reload = password_reload::spawn(state.db(), &config.db);
         let task_counts = tokio::spawn(http::metrics::count_tasks_every(
             state.clone(),
             config.task_count_refresh,
@@ -136,6 +151,9 @@ impl Application {
         }
         schema.abort();
         task_counts.abort();
+        if let Some(reload) = password_reload {
+            reload.abort();
+        }
         if let Some(backups) = backups {
             backups.abort();
         }
@@ -162,16 +180,22 @@ async fn drain_on(
 }
 
 /// Brings the schema up to date (or, with migrations disabled, waits until someone does),
-/// retrying with backoff while the database is unreachable.
-async fn prepare_schema(state: AppState, migrate: bool) {
+/// retrying with backoff while the database is unreachable. With `backup_dir`, pending
+/// migrations meet a database holding tasks only after a backup into it succeeded; until then
+/// the service stays not ready.
+async fn prepare_schema(state: AppState, migrate: bool, backup_dir: Option<PathBuf>) {
     let db = state.db();
     let mut delay = Duration::from_millis(100);
+    let mut backed_up = false;
     loop {
         let attempt = async {
             if migrate {
+                if let (Some(dir), false) = (&backup_dir, backed_up) {
+                    backed_up = pre_migration::backup_if_needed(db, dir).await?.is_some();
+                }
                 db.migrate().await?;
             }
-            db.schema_status().await
+            Ok::<_, PreMigrationError>(db.schema_status().await?)
         };
         match attempt.await {
             Ok(status) if status.is_current() => {
@@ -188,6 +212,11 @@ async fn prepare_schema(state: AppState, migrate: bool) {
                 error = %error_chain(&e),
                 retry_in = ?delay,
                 "database unavailable"
+            ),
+            Err(e @ PreMigrationError::BackupFailed { .. }) => tracing::error!(
+                error = %error_chain(&e),
+                retry_in = ?delay,
+                "migrations not applied: not ready until a backup can be written first"
             ),
             Err(e) => tracing::error!(
                 error = %error_chain(&e),
@@ -218,6 +247,8 @@ fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
         backup_every = ?config.backup_schedule.every,
         backup_at = ?config.backup_schedule.daily_at,
         migrate_on_start = config.migrate_on_start,
+        backup_before_migrate = config.backup_before_migrate,
+        password_check_interval = ?config.db.password_check_interval,
         max_concurrent_requests = config.max_concurrent_requests,
         api_tokens = config.api_tokens.as_ref().map_or(0, TokenSet::len),
         metrics_tokens = config.metrics_tokens.as_ref().map_or(0, TokenSet::len),

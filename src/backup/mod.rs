@@ -6,6 +6,7 @@
 
 mod files;
 mod format;
+pub mod pre_migration;
 pub mod retention;
 pub mod schedule;
 
@@ -369,6 +370,7 @@ pub async fn drill(
             let scratch = DatabaseSettings {
                 database: DatabaseConfig::Postgres(pg.with_database(&name)),
                 pool: settings.pool.clone(),
+                password_check_interval: settings.password_check_interval,
             };
             (scratch, name)
         }

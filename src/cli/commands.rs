@@ -10,7 +10,7 @@ use crate::backup::schedule::{self, LogOnly, Schedule};
 use crate::backup::{self, BackupError, RetentionPolicy};
 use crate::config::DatabaseSettings;
 use crate::startup;
-use crate::storage::Database;
+use crate::storage::{Database, password_reload};
 
 fn failed(error: &(dyn std::error::Error + 'static)) -> CliError {
     CliError::failed(error)
@@ -37,6 +37,8 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
             at = ?schedule.daily_at,
             "backup scheduler started"
         );
+        // A long-running scheduler follows password rotations like the API does.
+        let password_reload = password_reload::spawn(&db, &settings);
         schedule::run(
             db.clone(),
             dir,
@@ -46,6 +48,9 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
             shutdown,
         )
         .await;
+        if let Some(reload) = password_reload {
+            reload.abort();
+        }
         db.close().await;
         tracing::info!("backup scheduler stopped");
         return Ok(());

@@ -12,10 +12,11 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
+use crate::backup::pre_migration::{self, PreMigrationError};
 use crate::backup::schedule;
 use crate::config::{
     BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings, ExpectedBackupArgs,
-    RetentionArgs, ServerArgs,
+    PreMigrationArgs, RetentionArgs, ServerArgs,
 };
 use crate::doctor::Requirement;
 use crate::healthcheck;
@@ -52,10 +53,15 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
-    /// Apply pending database migrations and exit.
+    /// Apply pending database migrations and exit; a database holding tasks is first backed
+    /// up into BACKUP_DIR.
     Migrate {
         #[command(flatten)]
         db: DatabaseArgs,
+        #[command(flatten)]
+        dir: BackupDirArgs,
+        #[command(flatten)]
+        pre_migration: PreMigrationArgs,
     },
     /// Probe the running server once (exit 0 when healthy, 1 otherwise); for HEALTHCHECK.
     Healthcheck(HealthcheckArgs),
@@ -263,10 +269,15 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             telemetry::init(cli.log_format);
             runtime(true)?.block_on(serve(config))
         }
-        Command::Migrate { db } => {
+        Command::Migrate {
+            db,
+            dir,
+            pre_migration,
+        } => {
             let settings = DatabaseSettings::try_from(db)?;
             telemetry::init(cli.log_format);
-            runtime(true)?.block_on(migrate(settings))
+            let backup_dir = (!pre_migration.no_backup_before_migrate).then_some(dir.backup_dir);
+            runtime(true)?.block_on(migrate(settings, backup_dir))
         }
         Command::Healthcheck(args) => runtime(false)?.block_on(probe(args)),
         Command::Backup(args) => {
@@ -318,15 +329,32 @@ async fn serve(config: Config) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(&e))
 }
 
-async fn migrate(settings: DatabaseSettings) -> Result<(), CliError> {
+/// `task-api migrate`: with `backup_dir`, a database holding tasks gets a backup there before
+/// any pending migration runs, and no migration runs if that backup fails.
+async fn migrate(settings: DatabaseSettings, backup_dir: Option<PathBuf>) -> Result<(), CliError> {
     let db = Database::connect_lazy(&settings).map_err(|e| CliError::failed(&e))?;
     let outcome = async {
+        let backup = match &backup_dir {
+            Some(dir) => pre_migration::backup_if_needed(&db, dir).await?,
+            None => None,
+        };
         db.migrate().await?;
-        db.schema_status().await
+        Ok::<_, PreMigrationError>((backup, db.schema_status().await?))
     }
     .await;
     db.close().await;
-    let status = outcome.map_err(|e| CliError::failed(&e))?;
+    let (backup, status) = outcome.map_err(|e| CliError::failed(&e))?;
+    match backup {
+        Some(b) => println!(
+            "backup before migrating: {} ({} tasks)",
+            b.path.display(),
+            b.rows
+        ),
+        None if backup_dir.is_some() => {
+            println!("backup before migrating: not needed (nothing pending, or no tasks yet)");
+        }
+        None => println!("backup before migrating: disabled (NO_BACKUP_BEFORE_MIGRATE)"),
+    }
     println!(
         "migrations applied: {} is at schema version {}",
         settings.database,

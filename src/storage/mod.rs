@@ -5,6 +5,7 @@
 
 mod error;
 mod observe;
+pub mod password_reload;
 mod postgres;
 mod sqlite;
 
@@ -12,6 +13,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use sqlx::migrate::Migrator;
 
 use crate::config::{DatabaseConfig, DatabaseSettings};
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
@@ -135,6 +138,9 @@ pub struct Database {
     /// Client-side bound on every call: a frozen server must not hang a request.
     call_timeout: Duration,
     metrics: StorageMetrics,
+    /// The migrations this binary carries for the backend, unless replaced by
+    /// [`Database::with_migrator`].
+    migrator: &'static Migrator,
 }
 
 #[derive(Clone, Debug)]
@@ -173,19 +179,29 @@ macro_rules! dispatch {
 impl Database {
     /// Builds the pool without connecting, so the service can start before its database.
     pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self, StorageError> {
-        let backend = match &settings.database {
-            DatabaseConfig::Postgres(pg) => {
-                Backend::Postgres(postgres::PgStore::connect_lazy(pg, &settings.pool))
-            }
-            DatabaseConfig::Sqlite { path } => {
-                Backend::Sqlite(sqlite::SqliteStore::connect_lazy(path, &settings.pool)?)
-            }
+        let (backend, migrator) = match &settings.database {
+            DatabaseConfig::Postgres(pg) => (
+                Backend::Postgres(postgres::PgStore::connect_lazy(pg, &settings.pool)),
+                &postgres::MIGRATOR,
+            ),
+            DatabaseConfig::Sqlite { path } => (
+                Backend::Sqlite(sqlite::SqliteStore::connect_lazy(path, &settings.pool)?),
+                &sqlite::MIGRATOR,
+            ),
         };
         Ok(Self {
             backend,
             call_timeout: settings.pool.acquire_timeout + settings.pool.statement_timeout,
             metrics: StorageMetrics::default(),
+            migrator,
         })
+    }
+
+    /// The same database under another set of migrations, such as a newer release's: lets an
+    /// embedder (or a test) stage an upgrade.
+    pub fn with_migrator(mut self, migrator: &'static Migrator) -> Self {
+        self.migrator = migrator;
+        self
     }
 
     /// The pool and reachability series this handle records into.
@@ -239,13 +255,26 @@ impl Database {
     pub async fn migrate(&self) -> Result<(), StorageError> {
         // Migrations may legitimately take longer than one request, so no call timeout here.
         match &self.backend {
-            Backend::Postgres(s) => s.migrate().await,
-            Backend::Sqlite(s) => s.migrate().await,
+            Backend::Postgres(s) => s.migrate(self.migrator).await,
+            Backend::Sqlite(s) => s.migrate(self.migrator).await,
         }
     }
 
     pub async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
-        dispatch!(self, schema_status())
+        dispatch!(self, schema_status(self.migrator))
+    }
+
+    /// Whether the tasks table exists and holds at least one task.
+    pub async fn holds_tasks(&self) -> Result<bool, StorageError> {
+        dispatch!(self, holds_tasks())
+    }
+
+    /// Connections opened from now on log in with `password`; open ones stay as they are.
+    /// Only PostgreSQL has a password.
+    pub fn set_password(&self, password: &SecretString) {
+        if let Backend::Postgres(s) = &self.backend {
+            s.set_password(password);
+        }
     }
 
     pub async fn create_task(

@@ -1,6 +1,8 @@
 //! PostgreSQL storage. Timestamps are `timestamptz` at millisecond precision (set by the caller).
 
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, FromRow, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
@@ -13,7 +15,7 @@ use super::{
 use crate::config::{PoolConfig, PostgresConfig};
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 
@@ -67,6 +69,15 @@ impl PgStore {
         }
     }
 
+    /// Replaces the password of the pool's connect options; the statement timeout and every
+    /// other option stay.
+    pub(super) fn set_password(&self, password: &SecretString) {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .password(password.expose_secret());
+        self.pool.set_connect_options(options);
+    }
+
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -76,13 +87,26 @@ impl PgStore {
         Ok(())
     }
 
-    pub(super) async fn migrate(&self) -> Result<(), StorageError> {
-        MIGRATOR.run(&self.pool).await?;
+    pub(super) async fn migrate(&self, migrator: &Migrator) -> Result<(), StorageError> {
+        migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    pub(super) async fn holds_tasks(conn: &mut PgConnection) -> Result<bool, StorageError> {
+        let has_table: bool = sqlx::query_scalar("SELECT to_regclass('tasks') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+        if !has_table {
+            return Ok(false);
+        }
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks)")
+            .fetch_one(&mut *conn)
+            .await?)
     }
 
     pub(super) async fn schema_status(
         conn: &mut PgConnection,
+        migrator: &Migrator,
     ) -> Result<SchemaStatus, StorageError> {
         let has_table: bool =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
@@ -95,7 +119,7 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(schema_status(&MIGRATOR, &applied))
+        Ok(schema_status(migrator, &applied))
     }
 
     pub(super) async fn create_task(

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -20,7 +21,7 @@ use super::{
 use crate::config::PoolConfig;
 use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 
@@ -96,13 +97,28 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn migrate(&self) -> Result<(), StorageError> {
-        MIGRATOR.run(&self.pool).await?;
+    pub(super) async fn migrate(&self, migrator: &Migrator) -> Result<(), StorageError> {
+        migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    pub(super) async fn holds_tasks(conn: &mut SqliteConnection) -> Result<bool, StorageError> {
+        let has_table: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks')",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if !has_table {
+            return Ok(false);
+        }
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks)")
+            .fetch_one(&mut *conn)
+            .await?)
     }
 
     pub(super) async fn schema_status(
         conn: &mut SqliteConnection,
+        migrator: &Migrator,
     ) -> Result<SchemaStatus, StorageError> {
         let has_table: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master \
@@ -117,7 +133,7 @@ impl SqliteStore {
         } else {
             Vec::new()
         };
-        Ok(schema_status(&MIGRATOR, &applied))
+        Ok(schema_status(migrator, &applied))
     }
 
     pub(super) async fn create_task(

@@ -100,6 +100,15 @@ async fn start(config: Config, database: OwnedDatabase) -> TestApp {
     let app = Application::build(config)
         .await
         .expect("build the application");
+    serve(app, database)
+}
+
+/// Serves an application the test built itself, against a database the test manages.
+pub async fn start_built(app: Application) -> TestApp {
+    serve(app, OwnedDatabase::External)
+}
+
+fn serve(app: Application, database: OwnedDatabase) -> TestApp {
     let port = app.port();
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();

@@ -50,4 +50,6 @@ mod operations;
 mod outage;
 mod process;
 mod properties;
+mod rotation;
 mod slowloris;
+mod upgrade;

@@ -1,0 +1,68 @@
+//! A backup before every upgrade: pending migrations are applied to a database that holds
+//! tasks only once a fresh backup of it is safely in `BACKUP_DIR`, so a migration that goes
+//! wrong can always be undone by restoring that file.
+
+use std::path::{Path, PathBuf};
+
+use super::{BackupError, BackupOutcome, create};
+use crate::storage::{Database, StorageError};
+
+/// Why pending migrations were not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PreMigrationError {
+    // The cause follows through `source`, as error chains print it.
+    #[error(
+        "{pending} pending migration(s) not applied because the backup before migrating into {} \
+         failed (make BACKUP_DIR writable, or set NO_BACKUP_BEFORE_MIGRATE=true to migrate \
+         without it)",
+        dir.display()
+    )]
+    BackupFailed {
+        pending: usize,
+        dir: PathBuf,
+        #[source]
+        source: BackupError,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl PreMigrationError {
+    /// True when the database is merely away: worth a quiet retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Storage(e) => e.is_unavailable(),
+            Self::BackupFailed {
+                source: BackupError::Storage(e),
+                ..
+            } => e.is_unavailable(),
+            Self::BackupFailed { .. } => false,
+        }
+    }
+}
+
+/// Writes a backup into `dir` when migrations are pending and the database holds tasks;
+/// `None` when there is nothing to protect (a new database) or nothing to apply.
+pub async fn backup_if_needed(
+    db: &Database,
+    dir: &Path,
+) -> Result<Option<BackupOutcome>, PreMigrationError> {
+    let status = db.schema_status().await?;
+    if status.is_current() || !db.holds_tasks().await? {
+        return Ok(None);
+    }
+    let outcome = create(db, dir)
+        .await
+        .map_err(|source| PreMigrationError::BackupFailed {
+            pending: status.pending,
+            dir: dir.to_owned(),
+            source,
+        })?;
+    tracing::info!(
+        pending = status.pending,
+        file = %outcome.path.display(),
+        rows = outcome.rows,
+        "backup written before applying migrations"
+    );
+    Ok(Some(outcome))
+}

@@ -1,0 +1,261 @@
+//! Upgrades never run a migration on tasks that are not backed up: a database of the current
+//! release holding tasks meets a "next release" (this binary's migrations plus one more), and
+//! the server writes a backup before migrating, refuses to migrate (not ready) when it cannot,
+//! and skips the backup only when told to.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use sqlx::migrate::Migrator;
+use task_api::backup;
+use task_api::config::{Config, DatabaseConfig, DatabaseSettings};
+use task_api::domain::{self, NewTask, TaskDescription, TaskStatus, TaskTitle};
+use task_api::startup::Application;
+use task_api::storage::Database;
+
+use crate::helpers::{Backend, TestApp};
+use crate::pg;
+
+const TASKS: usize = 3;
+/// The next release's extra migration; its table shows whether it ran.
+const PROBE_MIGRATION: &str = "29991231000000_upgrade_probe.sql";
+
+/// A database of the current release with tasks in it, and where its files live.
+struct OldRelease {
+    settings: DatabaseSettings,
+    dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl Drop for OldRelease {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            pg::shared().drop_database_blocking(name);
+        }
+    }
+}
+
+impl OldRelease {
+    async fn create(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (database, pg_name) = match backend {
+            Backend::Sqlite => (
+                DatabaseConfig::Sqlite {
+                    path: dir.path().join("tasks.db"),
+                },
+                None,
+            ),
+            Backend::Postgres => {
+                let name = pg::shared().create_database().await;
+                (
+                    DatabaseConfig::Postgres(pg::shared().config(&name)),
+                    Some(name),
+                )
+            }
+        };
+        let settings = DatabaseSettings::new(database);
+        let db = Database::connect_lazy(&settings).unwrap();
+        db.migrate().await.unwrap();
+        for i in 0..TASKS {
+            let task = NewTask {
+                title: TaskTitle::parse(&format!("Kept across the upgrade {i}")).unwrap(),
+                description: TaskDescription::parse("").unwrap(),
+                status: TaskStatus::Pending,
+            };
+            db.create_task(&task, domain::now()).await.unwrap();
+        }
+        db.close().await;
+        Self {
+            settings,
+            dir,
+            pg_name,
+        }
+    }
+
+    fn backup_dir(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
+    /// The next release: this binary's migrations for the backend, plus the probe.
+    async fn next_release_migrator(&self) -> &'static Migrator {
+        let source = match self.settings.database {
+            DatabaseConfig::Postgres(_) => "postgres",
+            DatabaseConfig::Sqlite { .. } => "sqlite",
+        };
+        let migrations = self.dir.path().join("next-release-migrations");
+        std::fs::create_dir_all(&migrations).unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(source);
+        for entry in std::fs::read_dir(shipped).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), migrations.join(entry.file_name())).unwrap();
+        }
+        std::fs::write(
+            migrations.join(PROBE_MIGRATION),
+            "CREATE TABLE upgrade_probe (id INTEGER PRIMARY KEY);\n",
+        )
+        .unwrap();
+        let migrator = Migrator::new(migrations.as_path()).await.unwrap();
+        Box::leak(Box::new(migrator))
+    }
+
+    /// Starts the next release's server on this database; does not wait for readiness.
+    async fn upgrade(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let migrator = self.next_release_migrator().await;
+        let db = Database::connect_lazy(&self.settings)
+            .unwrap()
+            .with_migrator(migrator);
+        let mut config = Config::new(self.settings.database.clone());
+        config.port = 0;
+        config.backup_dir = self.backup_dir();
+        adjust(&mut config);
+        let app = Application::build_with_database(config, db).await.unwrap();
+        crate::helpers::start_built(app).await
+    }
+
+    /// Whether the probe migration ran, asked of the database directly.
+    async fn probe_applied(&self) -> bool {
+        let db = Database::connect_lazy(&self.settings).unwrap();
+        let migrator = self.next_release_migrator().await;
+        let status = db.with_migrator(migrator).schema_status().await.unwrap();
+        status.is_current()
+    }
+}
+
+fn backups_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(backup::PREFIX))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn a_pending_migration_on_tasks_is_preceded_by_a_backup(backend: Backend) {
+    let old = OldRelease::create(backend).await;
+    assert!(
+        !old.probe_applied().await,
+        "the probe ran before the upgrade"
+    );
+    let app = old.upgrade(|_| {}).await;
+    app.wait_until_ready().await;
+
+    assert!(
+        old.probe_applied().await,
+        "the pending migration did not run"
+    );
+    let written = backups_in(&old.backup_dir());
+    assert_eq!(written.len(), 1, "expected one backup: {written:?}");
+    let verified = backup::verify(&written[0]).await.unwrap();
+    assert_eq!(verified.trailer.rows, TASKS as u64);
+    assert_eq!(app.total().await, TASKS as i64);
+
+    // Restarting the upgraded release finds nothing pending: no second backup.
+    drop(app);
+    let again = old.upgrade(|_| {}).await;
+    again.wait_until_ready().await;
+    assert_eq!(backups_in(&old.backup_dir()).len(), 1);
+}
+
+async fn a_failed_backup_keeps_the_migration_from_running(backend: Backend) {
+    let old = OldRelease::create(backend).await;
+    // A path below a regular file: no user, root included, can create it.
+    let blocker = old.dir.path().join("not-a-directory");
+    std::fs::write(&blocker, "").unwrap();
+    let app = old
+        .upgrade(|c| c.backup_dir = blocker.join("backups"))
+        .await;
+
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(2) {
+        let ready = app.get("/readyz").await;
+        assert_eq!(
+            ready.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            ready.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get("/livez").await.status, StatusCode::OK);
+    assert!(
+        !old.probe_applied().await,
+        "a migration ran although its backup failed"
+    );
+}
+
+async fn the_backup_is_skipped_only_when_disabled(backend: Backend) {
+    let old = OldRelease::create(backend).await;
+    let app = old.upgrade(|c| c.backup_before_migrate = false).await;
+    app.wait_until_ready().await;
+    assert!(old.probe_applied().await);
+    assert!(backups_in(&old.backup_dir()).is_empty());
+}
+
+/// A new database has no tasks to protect: the first start writes no backup.
+async fn a_new_database_needs_no_backup(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let backup_dir = dir.path().join("backups");
+    let app = crate::helpers::spawn_app_with(backend, |c| c.backup_dir = backup_dir.clone()).await;
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+    assert!(backups_in(&backup_dir).is_empty());
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(crate::helpers::Backend::Sqlite).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(crate::helpers::Backend::Postgres).await; })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_pending_migration_on_tasks_is_preceded_by_a_backup,
+    a_failed_backup_keeps_the_migration_from_running,
+    the_backup_is_skipped_only_when_disabled,
+    a_new_database_needs_no_backup,
+);
+
+#[tokio::test]
+async fn migrate_says_whether_it_backed_up_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = crate::process::run(dir.path(), &["migrate"], &[]).await;
+    assert!(first.status.success(), "{}", first.stderr);
+    assert!(
+        first.stdout.contains("backup before migrating: not needed"),
+        "{}",
+        first.stdout
+    );
+    let disabled = crate::process::run(
+        dir.path(),
+        &["migrate"],
+        &[("NO_BACKUP_BEFORE_MIGRATE", "true")],
+    )
+    .await;
+    assert!(disabled.status.success(), "{}", disabled.stderr);
+    assert!(disabled.stdout.contains("disabled"), "{}", disabled.stdout);
+    let bad = crate::process::run(
+        dir.path(),
+        &["serve"],
+        &[("DB_PASSWORD_CHECK_INTERVAL", "1ms")],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--db-password-check-interval"),
+        "{}",
+        bad.stderr
+    );
+}
