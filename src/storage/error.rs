@@ -73,9 +73,12 @@ fn is_transient(error: &sqlx::Error) -> bool {
                 .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                 .is_some()
             {
-                // Connection exceptions (08), operator intervention such as shutdown or
-                // statement timeout (57), too many connections, read-only standby.
+                // Connection exceptions (08), a login refused (28: a password being rotated,
+                // a role not yet created), operator intervention such as shutdown or
+                // statement timeout (57), too many connections, read-only standby. None is the
+                // request's fault; all pass when the database side is put right.
                 code.starts_with("08")
+                    || code.starts_with("28")
                     || code.starts_with("57")
                     || code == "53300"
                     || code == "25006"
