@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Container stage of CI: builds the shipped Dockerfile once as task-api:1.0 and proves, with real
 # containers (podman, which takes Docker's arguments), the workflow users run with Docker:
-# `docker run` with the documented flags, --read-only, the compose stack and its backups.
+# `docker run` with the documented flags, --read-only, the compose stack and its backups, and
+# the Kubernetes Deployment of deploy/k8s run by `podman kube play`.
 #
 # Standalone, from the repository root, as root on Debian 12:   bash ci/container-stage.sh
 #
@@ -34,6 +35,7 @@ API=""
 current="setup"
 own_names=false
 compose_dir=""
+kube_manifest=""
 declare -A REPORT=()
 
 step() {
@@ -55,6 +57,9 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT ERR
+  if [ -n "$kube_manifest" ]; then
+    podman kube down "$kube_manifest" >/dev/null 2>&1
+  fi
   if [ -n "$compose_dir" ] && [ -f "$compose_dir/compose.yaml" ]; then
     (cd "$compose_dir" && compose down -v >/dev/null 2>&1)
   fi
@@ -562,6 +567,83 @@ check_sqlite_volume() {
   note "a fresh named volume on /data is writable by 1001 (it takes the image's ownership)"
 }
 
+# The API's Kubernetes Deployment (deploy/k8s) as podman runs it: the pod starts as its
+# securityContext says, reads its configuration from the ConfigMap and the password from the
+# mounted file, serves, and drains on SIGTERM within its grace period. podman 4.3 needs three
+# changes, made in a copy and each checked: one replica (it would bind every replica to the
+# same host port), the Secret volume as a host directory holding the password file (its
+# kube play crashes on Secret volumes), and hostPort (it publishes container ports on the
+# host: this one is free).
+kube_edit() {
+  local file=$1 expression=$2 before
+  before=$(cat "$file")
+  perl -0pi -e "$expression" "$file"
+  [ "$(cat "$file")" != "$before" ] || die "deploy/k8s/api-deployment.yaml changed: '$expression' no longer applies"
+}
+k8s_value() { awk -v key="$1:" '$1 == key { gsub(/"/, "", $2); print $2; exit }' "$2"; }
+
+check_kube_play() {
+  step "Kubernetes Deployment with podman kube play (deploy/k8s)"
+  local dir=$WORK/kube out ctr pid status grace drain start elapsed
+  mkdir -p "$dir/secret"
+  printf '%s' "$DB_PASSWORD" >"$dir/secret/password"
+  chmod 0444 "$dir/secret/password"
+  kube_manifest=$dir/api-deployment.yaml
+  cp deploy/k8s/api-deployment.yaml "$kube_manifest"
+  kube_edit "$kube_manifest" 's/^  replicas: \d+$/  replicas: 1/m'
+  kube_edit "$kube_manifest" "s{          secret:\n            secretName: task-api-db\n.*?path: password\n}{          hostPath:\n            path: $dir/secret\n            type: Directory\n}s"
+  kube_edit "$kube_manifest" "s/(              containerPort: 3000\n)/\$1              hostPort: $HOST_PORT\n/"
+  grace=$(k8s_value terminationGracePeriodSeconds "$kube_manifest")
+  drain=$(k8s_value SHUTDOWN_DRAIN_DELAY deploy/k8s/configmap.yaml)
+  [[ "$drain" =~ ^[0-9]+s$ ]] || die "SHUTDOWN_DRAIN_DELAY in deploy/k8s/configmap.yaml is not whole seconds: $drain"
+  drain=${drain%s}
+  [ -z "$(podman pod ps -q --filter name=task-api-pod)" ] || die "a pod named task-api-pod… already exists; remove it first"
+
+  out=$(podman kube play --network task-network --configmap deploy/k8s/configmap.yaml "$kube_manifest" 2>&1 |
+    grep -v 'systemd') || die "podman kube play failed: $out"
+  ctr=$(awk 'found { print; exit } /^Container:/ { found = 1 }' <<<"$out")
+  [ -n "$ctr" ] || die "podman kube play started no container: $out"
+  wait_http_healthy 60
+  expect 200 GET /readyz
+  expect 201 POST /tasks '{"title": "Through the Kubernetes manifest"}'
+  note "the pod reached task-db with the ConfigMap's settings and the mounted password file: ready, task created"
+
+  pid=$(pid_of "$ctr")
+  status=$(cat "/proc/$pid/status")
+  grep -qE '^Uid:\s+1001\s+1001\s+1001\s+1001$' <<<"$status" || die "the pod's process does not run as uid 1001: $(grep '^Uid' <<<"$status")"
+  grep -qE '^Gid:\s+1001\s+1001\s+1001\s+1001$' <<<"$status" || die "the pod's process does not run as gid 1001"
+  grep -qE '^CapEff:\s+0+$' <<<"$status" || die "the pod's process keeps capabilities: $(grep '^CapEff' <<<"$status")"
+  grep -qE '^NoNewPrivs:\s+1$' <<<"$status" || die "allowPrivilegeEscalation: false was not applied"
+  grep -qE '^Seccomp:\s+2$' <<<"$status" || die "the pod's process runs without a seccomp filter"
+  [ "$(podman inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$ctr")" = true ] || die "the pod's root filesystem is writable"
+  if (echo probe >"/proc/$pid/root/kube-play-probe") 2>/dev/null; then
+    die "/ is writable in the pod"
+  fi
+  echo probe >"/proc/$pid/root/tmp/kube-play-probe" || die "the pod cannot write /tmp"
+  ! podman inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$ctr" | grep -q '^DB_PASSWORD=' ||
+    die "the pod has the password in its environment"
+  note "uid/gid 1001, no capabilities, no-new-privileges, seccomp, read-only root, /tmp writable, password only as a file"
+
+  # SIGTERM as Kubernetes sends it: /readyz turns 503 at once while /livez still answers,
+  # then the process exits 0 after the drain delay and inside the grace period.
+  start=$(now_ms)
+  podman stop -t "$grace" "$ctr" >/dev/null 2>"$WORK/kube-stop.log" &
+  local stopper=$!
+  sleep 1
+  expect 503 GET /readyz
+  [ "$(field .reason)" = draining ] || die "/readyz during the drain: $(cat "$WORK/body")"
+  expect 200 GET /livez
+  wait "$stopper" || die "podman stop failed: $(cat "$WORK/kube-stop.log")"
+  elapsed=$(($(now_ms) - start))
+  [ "$(podman inspect -f '{{.State.ExitCode}}' "$ctr")" = 0 ] || die "the pod's container did not exit 0 after SIGTERM"
+  [ "$elapsed" -ge $((drain * 1000)) ] || die "stopped after $elapsed ms, before the ${drain} s drain delay"
+  [ "$elapsed" -lt $((grace * 1000)) ] || die "stopped after $elapsed ms: not inside terminationGracePeriodSeconds ($grace s)"
+  podman kube down "$kube_manifest" >/dev/null 2>&1 || die "podman kube down failed"
+  kube_manifest=""
+  REPORT[kube]="pod up and ready on task-db; SIGTERM: readyz 503 draining, livez 200, exit 0 after $elapsed ms (drain ${drain} s, grace ${grace} s)"
+  note "${REPORT[kube]}"
+}
+
 stop_database() {
   podman rm -f -t 10 task-db >/dev/null
   podman volume rm task-db-data >/dev/null
@@ -685,7 +767,7 @@ check_backup_restore() {
 summary() {
   step "summary"
   local k
-  for k in size build debug_build cold_start idle_memory burst sigterm backup; do
+  for k in size build debug_build cold_start idle_memory burst sigterm kube backup; do
     printf '  %-12s %s\n' "$k" "${REPORT[$k]:-}"
   done
 }
@@ -706,6 +788,7 @@ main() {
   check_burst
   check_sigterm
   check_debug_target
+  check_kube_play
   stop_database
   check_sqlite_volume
   check_compose
