@@ -185,6 +185,12 @@ check_crossref() {
 check_schemas() {
   step "schemas (kubernetes-validate --strict)"
   schemas "$WORK/rendered.yaml" || die "an object does not match the Kubernetes schemas"
+  # The files as written too, each on its own (the rendering adds only namespace and labels).
+  local files
+  mapfile -t files < <(find "$MANIFESTS" -name '*.yaml' ! -name kustomization.yaml | sort)
+  "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "${KUBERNETES_VERSIONS[0]}" "${files[@]}" ||
+    die "a manifest file does not match the Kubernetes schemas"
+  note "${#files[@]} manifest files valid on their own against the ${KUBERNETES_VERSIONS[0]} schemas"
 }
 
 check_checkov() {
