@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Container stage of CI: builds the shipped Dockerfile once as task-api:1.0 and proves, with real
 # containers (podman, which takes Docker's arguments), the workflow users run with Docker:
-# `docker run` with the documented flags, --read-only, the compose stack and its backups.
+# `docker run` with the documented flags, --read-only, the compose stack and its backups, and
+# the Kubernetes Deployment of deploy/k8s run by `podman kube play`.
 #
 # Standalone, from the repository root, as root on Debian 12:   bash ci/container-stage.sh
 #
@@ -21,7 +22,7 @@ readonly DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 readonly RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 readonly POSTGRES_IMAGE=docker.io/library/postgres:16-alpine
 readonly CONTAINERS=(task-api task-db task-api-backup task-api-debug)
-readonly VOLUMES=(task-db-data task-api-data)
+readonly VOLUMES=(task-db-data task-api-data task-api-backups)
 readonly NETWORKS=(task-network task-db-internal)
 readonly MEMORY_LIMIT_BYTES=$((512 * 1024 * 1024))
 
@@ -35,6 +36,7 @@ API=""
 current="setup"
 own_names=false
 compose_dir=""
+kube_manifests=()
 declare -A REPORT=()
 
 step() {
@@ -56,6 +58,7 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT ERR
+  for m in "${kube_manifests[@]}"; do podman kube down "$m" >/dev/null 2>&1; done
   if [ -n "$compose_dir" ] && [ -f "$compose_dir/compose.yaml" ]; then
     (cd "$compose_dir" && compose down -v >/dev/null 2>&1)
   fi
@@ -600,6 +603,140 @@ check_sqlite_volume() {
   note "a fresh named volume on /data is writable by 1001 (it takes the image's ownership)"
 }
 
+# The API's Kubernetes Deployment (deploy/k8s) as podman runs it: the pod starts as its
+# securityContext says, reads its configuration from the ConfigMap and the password from the
+# mounted file, serves, and drains on SIGTERM within its grace period. podman 4.3 needs three
+# changes, made in a copy and each checked: one replica (it would bind every replica to the
+# same host port), the Secret volume as a host directory holding the password file (its
+# kube play crashes on Secret volumes), and hostPort (it publishes container ports on the
+# host: this one is free).
+kube_edit() {
+  local file=$1 expression=$2 before
+  before=$(cat "$file")
+  perl -0pi -e "$expression" "$file"
+  [ "$(cat "$file")" != "$before" ] || die "deploy/k8s/api-deployment.yaml changed: '$expression' no longer applies"
+}
+# The password file a Secret volume would hold, in a host directory.
+kube_secret_dir() {
+  mkdir -p "$1/secret"
+  printf '%s' "$DB_PASSWORD" >"$1/secret/password"
+  chmod 0444 "$1/secret/password"
+}
+k8s_value() { awk -v key="$1:" '$1 == key { gsub(/"/, "", $2); print $2; exit }' "$2"; }
+
+check_kube_play() {
+  step "Kubernetes Deployment with podman kube play (deploy/k8s)"
+  local dir=$WORK/kube kube_manifest out ctr pid status grace drain start elapsed
+  kube_secret_dir "$dir"
+  kube_manifest=$dir/api-deployment.yaml
+  cp deploy/k8s/api-deployment.yaml "$kube_manifest"
+  kube_edit "$kube_manifest" 's/^  replicas: \d+$/  replicas: 1/m'
+  kube_edit "$kube_manifest" "s{          secret:\n            secretName: task-api-db\n.*?path: password\n}{          hostPath:\n            path: $dir/secret\n            type: Directory\n}s"
+  kube_edit "$kube_manifest" "s/(              containerPort: 3000\n)/\$1              hostPort: $HOST_PORT\n/"
+  grace=$(k8s_value terminationGracePeriodSeconds "$kube_manifest")
+  drain=$(k8s_value SHUTDOWN_DRAIN_DELAY deploy/k8s/configmap.yaml)
+  [[ "$drain" =~ ^[0-9]+s$ ]] || die "SHUTDOWN_DRAIN_DELAY in deploy/k8s/configmap.yaml is not whole seconds: $drain"
+  drain=${drain%s}
+  [ -z "$(podman pod ps -q --filter name=task-api-pod)" ] || die "a pod named task-api-pod… already exists; remove it first"
+
+  kube_manifests+=("$kube_manifest")
+  out=$(podman kube play --network task-network --configmap deploy/k8s/configmap.yaml "$kube_manifest" 2>&1 |
+    grep -v 'systemd') || die "podman kube play failed: $out"
+  ctr=$(awk 'found { print; exit } /^Container:/ { found = 1 }' <<<"$out")
+  [ -n "$ctr" ] || die "podman kube play started no container: $out"
+  wait_http_healthy 60
+  expect 200 GET /readyz
+  expect 201 POST /tasks '{"title": "Through the Kubernetes manifest"}'
+  note "the pod reached task-db with the ConfigMap's settings and the mounted password file: ready, task created"
+
+  pid=$(pid_of "$ctr")
+  status=$(cat "/proc/$pid/status")
+  grep -qE '^Uid:\s+1001\s+1001\s+1001\s+1001$' <<<"$status" || die "the pod's process does not run as uid 1001: $(grep '^Uid' <<<"$status")"
+  grep -qE '^Gid:\s+1001\s+1001\s+1001\s+1001$' <<<"$status" || die "the pod's process does not run as gid 1001"
+  grep -qE '^CapEff:\s+0+$' <<<"$status" || die "the pod's process keeps capabilities: $(grep '^CapEff' <<<"$status")"
+  grep -qE '^NoNewPrivs:\s+1$' <<<"$status" || die "allowPrivilegeEscalation: false was not applied"
+  grep -qE '^Seccomp:\s+2$' <<<"$status" || die "the pod's process runs without a seccomp filter"
+  [ "$(podman inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$ctr")" = true ] || die "the pod's root filesystem is writable"
+  if (echo probe >"/proc/$pid/root/kube-play-probe") 2>/dev/null; then
+    die "/ is writable in the pod"
+  fi
+  echo probe >"/proc/$pid/root/tmp/kube-play-probe" || die "the pod cannot write /tmp"
+  ! podman inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$ctr" | grep -q '^DB_PASSWORD=' ||
+    die "the pod has the password in its environment"
+  note "uid/gid 1001, no capabilities, no-new-privileges, seccomp, read-only root, /tmp writable, password only as a file"
+
+  # SIGTERM as Kubernetes sends it: /readyz turns 503 at once while /livez still answers,
+  # then the process exits 0 after the drain delay and inside the grace period.
+  start=$(now_ms)
+  podman stop -t "$grace" "$ctr" >/dev/null 2>"$WORK/kube-stop.log" &
+  local stopper=$!
+  sleep 1
+  expect 503 GET /readyz
+  [ "$(field .reason)" = draining ] || die "/readyz during the drain: $(cat "$WORK/body")"
+  expect 200 GET /livez
+  wait "$stopper" || die "podman stop failed: $(cat "$WORK/kube-stop.log")"
+  elapsed=$(($(now_ms) - start))
+  [ "$(podman inspect -f '{{.State.ExitCode}}' "$ctr")" = 0 ] || die "the pod's container did not exit 0 after SIGTERM"
+  [ "$elapsed" -ge $((drain * 1000)) ] || die "stopped after $elapsed ms, before the ${drain} s drain delay"
+  [ "$elapsed" -lt $((grace * 1000)) ] || die "stopped after $elapsed ms: not inside terminationGracePeriodSeconds ($grace s)"
+  podman kube down "$kube_manifest" >/dev/null 2>&1 || die "podman kube down failed"
+  REPORT[kube]="pod up and ready on task-db; SIGTERM: readyz 503 draining, livez 200, exit 0 after $elapsed ms (drain ${drain} s, grace ${grace} s)"
+  note "${REPORT[kube]}"
+}
+
+# One run of the backup CronJob (deploy/k8s/backup-cronjob.yaml): its job's pod, played by
+# podman (which ignores CronJobs), writes a backup with its init container and prunes with its
+# container, onto the claim task-api-backups (a podman volume here, which takes the image's
+# /backups ownership, 1001). The Secret volume becomes a host directory, as above.
+check_kube_backup_job() {
+  step "the backup CronJob's pod with podman kube play (deploy/k8s)"
+  local dir=$WORK/kube-backup manifest out state files
+  kube_secret_dir "$dir"
+  manifest=$dir/backup-pod.yaml
+  "$CACHE/venv/bin/python" - deploy/k8s/backup-cronjob.yaml "$manifest" "$dir/secret" <<'PY' ||
+import sys
+import yaml
+
+source, target, secret_dir = sys.argv[1:]
+with open(source, encoding="utf-8") as stream:
+    cron = yaml.safe_load(stream)
+template = cron["spec"]["jobTemplate"]["spec"]["template"]
+volumes = template["spec"]["volumes"]
+secrets = [v for v in volumes if "secret" in v]
+if len(secrets) != 1:
+    sys.exit(f"expected one Secret volume in {source}, found {len(secrets)}")
+secrets[0].pop("secret")
+secrets[0]["hostPath"] = {"path": secret_dir, "type": "Directory"}
+pod = {"apiVersion": "v1", "kind": "Pod",
+       "metadata": {"name": cron["metadata"]["name"], "labels": template["metadata"]["labels"]},
+       "spec": template["spec"]}
+with open(target, "w", encoding="utf-8") as stream:
+    yaml.safe_dump(pod, stream, sort_keys=False)
+PY
+    die "could not turn the CronJob's job template into a pod"
+  [ -z "$(podman pod ps -q --filter name=task-api-backup)" ] || die "a pod named task-api-backup already exists; remove it first"
+  kube_manifests+=("$manifest")
+  out=$(podman kube play --network task-network --configmap deploy/k8s/configmap.yaml "$manifest" 2>&1 |
+    grep -v 'systemd') || die "podman kube play failed: $out"
+  local deadline=$(($(date +%s) + 120))
+  until [ "$(podman inspect -f '{{.State.Status}}' task-api-backup-prune 2>/dev/null)" = exited ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "the backup pod did not finish: $(podman pod ps --filter name=task-api-backup)"
+    sleep 0.5
+  done
+  # podman removes init containers once they have run: the backup's file in the volume and
+  # the prune container, which starts only after the init container succeeded, show it ran.
+  state=$(podman inspect -f '{{.State.ExitCode}}' task-api-backup-prune)
+  podman logs task-api-backup-prune 2>&1 | grep -v '^{' | sed 's/^/  prune: /'
+  [ "$state" = 0 ] || die "the CronJob's prune container exited $state: $(podman logs task-api-backup-prune 2>&1 | tail -n 5)"
+  files=$(find "$(podman volume inspect -f '{{.Mountpoint}}' task-api-backups)" -name 'taskmanager_backup_*.jsonl.zst' -printf '%f %u:%g\n')
+  [ -n "$files" ] || die "the backup job wrote no backup into the volume task-api-backups"
+  ! grep -qv ' 1001:1001$' <<<"$files" || die "backup files not owned by 1001: $files"
+  podman kube down "$manifest" >/dev/null 2>&1 || die "podman kube down of the backup pod failed"
+  podman volume rm task-api-backups >/dev/null
+  REPORT[kube_backup]="init container backup, then prune (exit 0); volume task-api-backups holds $(tr '\n' ' ' <<<"$files")"
+  note "${REPORT[kube_backup]}"
+}
+
 stop_database() {
   podman rm -f -t 10 task-db >/dev/null
   podman volume rm task-db-data >/dev/null
@@ -831,7 +968,7 @@ check_runbook() {
 summary() {
   step "summary"
   local k
-  for k in size build debug_build cold_start idle_memory burst sigterm faults backup; do
+  for k in size build debug_build cold_start idle_memory burst sigterm faults kube kube_backup backup; do
     printf '  %-12s %s\n' "$k" "${REPORT[$k]:-}"
   done
 }
@@ -855,6 +992,8 @@ main() {
   check_faults
   check_debug_target
   check_doctor
+  check_kube_play
+  check_kube_backup_job
   stop_database
   check_sqlite_volume
   check_compose
