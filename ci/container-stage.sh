@@ -251,12 +251,17 @@ SOURCES
       ci/standins/rust >/dev/null || die "building the $RUST_IMAGE stand-in failed"
     note "$RUST_IMAGE: built in $(($(now_ms) - start)) ms"
   fi
-  if podman image exists "$POSTGRES_IMAGE"; then
+  # The stand-in is rebuilt whenever its sources change (their hash is a label of the image).
+  local pg_sources
+  pg_sources=$(cat ci/standins/postgres/* | sha256sum | cut -c1-16)
+  if podman image exists "$POSTGRES_IMAGE" && [ "$(podman image inspect -f \
+    '{{index .Labels "task-api.standin-sources"}}' "$POSTGRES_IMAGE")" = "$pg_sources" ]; then
     note "$POSTGRES_IMAGE: cached"
   else
     local start
     start=$(now_ms)
-    podman build --pull=never -q -t "$POSTGRES_IMAGE" ci/standins/postgres >/dev/null ||
+    podman build --pull=never -q -t "$POSTGRES_IMAGE" --label "task-api.standin-sources=$pg_sources" \
+      ci/standins/postgres >/dev/null ||
       die "building the $POSTGRES_IMAGE stand-in failed"
     note "$POSTGRES_IMAGE: built in $(($(now_ms) - start)) ms (PostgreSQL 15 from Debian)"
   fi

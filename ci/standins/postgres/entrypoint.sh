@@ -27,7 +27,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile=$(mktemp)
   printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
   chown postgres "$pwfile"
-  as_postgres initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" \
+  # UTF8 like the official image (its default locale is en_US.utf8); the minimal Debian
+  # root has no locales, so without this initdb would pick SQL_ASCII.
+  as_postgres initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" -E UTF8 --no-locale \
     --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
   echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
