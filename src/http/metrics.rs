@@ -9,6 +9,22 @@ mod backup_dir;
 mod system;
 mod task_counts;
 
+/// Writes each gauge that has a value; one without (no limit, nothing configured) is left out
+/// rather than reported as a made-up number.
+fn encode_present_gauges(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    gauges: &[(&str, &str, Option<f64>)],
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::encoding::EncodeMetric;
+    for &(name, help, value) in gauges {
+        if let Some(value) = value {
+            let gauge = prometheus_client::metrics::gauge::ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+    }
+    Ok(())
+}
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

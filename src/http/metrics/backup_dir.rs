@@ -10,8 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
 
 /// Longest a listing is trusted when the directory seems unchanged (coarse timestamps can hide
 /// two changes within one tick).
@@ -83,17 +82,7 @@ impl Collector for BackupDirCollector {
                 self.expected_interval.map(|d| d.as_secs_f64()),
             ),
         ];
-        for (name, help, value) in gauges {
-            if let Some(value) = value {
-                let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    gauge.metric_type(),
-                )?)?;
-            }
-        }
+        super::encode_present_gauges(&mut encoder, &gauges)?;
         Ok(())
     }
 }

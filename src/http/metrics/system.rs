@@ -8,7 +8,6 @@
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::sysinfo::{cgroup, process};
 
@@ -62,17 +61,7 @@ impl Collector for SystemCollector {
                 container.cpu_limit_cores,
             ),
         ];
-        for (name, help, value) in gauges {
-            if let Some(value) = value {
-                let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    gauge.metric_type(),
-                )?)?;
-            }
-        }
+        super::encode_present_gauges(&mut encoder, &gauges)?;
         if let Some(seconds) = proc.cpu_seconds {
             let counter = ConstCounter::new(seconds);
             counter.encode(encoder.encode_descriptor(
