@@ -1,11 +1,17 @@
 use std::str::FromStr;
 
+use super::cursor::Cursor;
 use super::task::{TaskStatus, ValidationError};
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 /// Longest free-text search: long enough for any phrase, short enough to keep LIKE cheap.
 pub const MAX_SEARCH_CHARS: usize = 200;
+/// A search counts its matches up to this many: an exact count would cost O(matches), so past
+/// it the listing answers this bound with `total_exact: false`.
+pub const SEARCH_TOTAL_CAP: i64 = 10_000;
+/// Search terms shorter than this cannot use a trigram index: they are matched by a scan.
+pub const MIN_INDEXED_SEARCH_CHARS: usize = 3;
 
 /// The column a listing is ordered by; `id` always breaks ties so pages are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,6 +24,11 @@ pub enum SortField {
 }
 
 impl SortField {
+    /// The name the `sort` parameter takes.
+    pub fn name(self) -> &'static str {
+        self.column()
+    }
+
     pub fn column(self) -> &'static str {
         match self {
             Self::Id => "id",
@@ -52,6 +63,14 @@ pub enum SortOrder {
 }
 
 impl SortOrder {
+    /// The name the `order` parameter takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Asc => "asc",
+            Self::Desc => "desc",
+        }
+    }
+
     pub fn keyword(self) -> &'static str {
         match self {
             Self::Asc => "ASC",
@@ -81,6 +100,8 @@ pub struct ListQuery {
     pub order: SortOrder,
     pub limit: u32,
     pub offset: i64,
+    /// Continue after this position; its sort and order are the listing's.
+    pub cursor: Option<Cursor>,
 }
 
 impl Default for ListQuery {
@@ -92,6 +113,7 @@ impl Default for ListQuery {
             order: SortOrder::default(),
             limit: DEFAULT_LIMIT,
             offset: 0,
+            cursor: None,
         }
     }
 }
@@ -113,6 +135,11 @@ impl ListQuery {
                 "offset must be a non-negative integer".into(),
             )),
         }
+    }
+
+    /// A cursor from an earlier page's `next_cursor`.
+    pub fn parse_cursor(raw: &str) -> Result<Cursor, ValidationError> {
+        Cursor::decode(raw)
     }
 
     /// Free text is matched as a substring; blank means no filter.

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
-use crate::domain::{ListQuery, TaskId};
+use crate::domain::{Cursor, ListQuery, TaskId};
 
 /// A JSON body: 415 without a JSON content type, 413 past the body limit, 400 when it is not
 /// JSON or not of the expected shape (naming the field at fault).
@@ -182,9 +182,13 @@ pub struct ListParams {
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
-    /// Number of tasks to skip (default 0).
+    /// Number of tasks to skip (default 0). Deep offsets cost O(offset): prefer `cursor`.
     #[param(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<String>,
+    /// Continue after the last task of an earlier page: its `pagination.next_cursor`. The
+    /// cursor carries the sort and order; not together with `offset`.
+    #[param(value_type = Option<String>, min_length = 1, max_length = 1500, pattern = "^[A-Za-z0-9_-]+$")]
+    pub cursor: Option<String>,
 }
 
 /// A validated listing request; every bad parameter is named in the 400's details.
@@ -238,6 +242,16 @@ pub fn parse_list_query(uri: &Uri) -> Result<ListQuery, ApiError> {
             ListQuery::parse_offset(v).map(|o| query.offset = o),
         );
     }
+    if let Some(v) = &params.cursor {
+        check(
+            "cursor",
+            cursor_for(v, &params, &query).map(|c| {
+                query.sort = c.sort();
+                query.order = c.order;
+                query.cursor = Some(c);
+            }),
+        );
+    }
     if details.is_empty() {
         Ok(query)
     } else {
@@ -248,6 +262,31 @@ pub fn parse_list_query(uri: &Uri) -> Result<ListQuery, ApiError> {
             details,
         })
     }
+}
+
+/// The cursor of a listing request, refused when the request also says something it
+/// contradicts: an offset, or a sort or order other than the cursor's.
+fn cursor_for(
+    raw: &str,
+    params: &ListParams,
+    query: &ListQuery,
+) -> Result<Cursor, crate::domain::ValidationError> {
+    let cursor = ListQuery::parse_cursor(raw)?;
+    let conflict = |what: &str| {
+        Err(crate::domain::ValidationError(format!(
+            "cursor cannot be combined with {what}"
+        )))
+    };
+    if params.offset.is_some() {
+        return conflict("offset: it already says where the page starts");
+    }
+    if params.sort.is_some() && query.sort != cursor.sort() {
+        return conflict("another sort than the one it was issued for");
+    }
+    if params.order.is_some() && query.order != cursor.order {
+        return conflict("another order than the one it was issued for");
+    }
+    Ok(cursor)
 }
 
 /// The name of the first query parameter whose value is not UTF-8 once percent-decoded. The

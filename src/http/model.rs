@@ -201,9 +201,21 @@ impl TaskEnvelope {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Pagination {
     pub limit: u32,
+    /// Tasks skipped before this page (0 when the page started at a cursor).
     pub offset: i64,
-    /// Tasks matching the filters, over all pages.
+    /// Tasks matching the filters, over all pages. Exact, except for a text search that
+    /// matches more than 10,000 tasks: then `total` is 10,000 and `total_exact` is false.
     pub total: i64,
+    /// Whether `total` is the exact count (true) or a lower bound (false).
+    pub total_exact: bool,
+    /// Relative URL of the next page, continuing right after the last task shown, with the
+    /// same filters, sort, order and limit; `null` on the last page.
+    #[schema(
+        example = "/tasks?limit=100&sort=created_at&order=desc&cursor=djEuZC5jLjQyLjE3NjQwOTg5OTY1MDkwMDA"
+    )]
+    pub next: Option<String>,
+    /// The cursor inside `next`, for clients that build their own URLs.
+    pub next_cursor: Option<String>,
 }
 
 /// `{"success": true, "data": [<task>…], "pagination": {...}}`

@@ -11,8 +11,9 @@ use super::extract::{JsonBody, JsonBodyBytes, ListParams, ListRequest, TaskIdPat
 use super::idempotency::{self, IdempotencyKey};
 use super::model::{Pagination, TaskEnvelope, TaskInput, TaskListEnvelope, TaskPatch};
 use super::state::AppState;
-use crate::domain::{self, Task, TaskId};
+use crate::domain::{self, Cursor, ListQuery, Task, TaskId};
 use crate::storage::{CreateOnce, IdempotencyClaim, WriteOutcome};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Create a task.
 #[utoipa::path(
@@ -104,6 +105,7 @@ pub async fn list_tasks(
     ListRequest(query): ListRequest,
 ) -> Result<Json<TaskListEnvelope>, ApiError> {
     let page = state.db().list_tasks(&query).await?;
+    let next_cursor = page.next.as_ref().map(Cursor::encode);
     Ok(Json(TaskListEnvelope {
         success: true,
         data: page.tasks.into_iter().map(Into::into).collect(),
@@ -111,8 +113,29 @@ pub async fn list_tasks(
             limit: query.limit,
             offset: query.offset,
             total: page.total,
+            total_exact: page.total_exact,
+            next: next_cursor.as_deref().map(|c| next_page_url(&query, c)),
+            next_cursor,
         },
     }))
+}
+
+/// The relative URL of the page after `cursor`: the same filters, sort, order and limit.
+fn next_page_url(query: &ListQuery, cursor: &str) -> String {
+    let sort = query.sort.name();
+    let order = query.order.name();
+    let mut url = format!("/tasks?limit={}&sort={sort}&order={order}", query.limit);
+    if let Some(status) = query.status {
+        url.push_str("&status=");
+        url.push_str(status.as_str());
+    }
+    if let Some(text) = &query.search {
+        url.push_str("&q=");
+        url.extend(utf8_percent_encode(text, NON_ALPHANUMERIC));
+    }
+    url.push_str("&cursor=");
+    url.push_str(cursor);
+    url
 }
 
 /// Get one task.

@@ -17,7 +17,9 @@ use secrecy::SecretString;
 use sqlx::migrate::Migrator;
 
 use crate::config::{DatabaseConfig, DatabaseSettings};
-use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
+use crate::domain::{
+    Cursor, ListQuery, NewTask, SEARCH_TOTAL_CAP, Task, TaskChanges, TaskId, TaskStatus,
+};
 
 pub use error::StorageError;
 pub use observe::StorageMetrics;
@@ -26,7 +28,18 @@ pub use observe::StorageMetrics;
 #[derive(Debug, Clone)]
 pub struct TaskPage {
     pub tasks: Vec<Task>,
+    /// Tasks matching the filters, over all pages; a lower bound when `total_exact` is false.
     pub total: i64,
+    pub total_exact: bool,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// What a backend's listing query returns: up to `limit + 1` tasks (the extra one only says
+/// that another page exists) and the count of matches, capped for a search.
+struct ListedRows {
+    tasks: Vec<Task>,
+    total: i64,
 }
 
 /// What became of a write that may carry a version precondition.
@@ -305,8 +318,31 @@ impl Database {
         dispatch!(self, get_task(id))
     }
 
+    /// One page and the total, read in one statement (one snapshot, one round trip) whenever
+    /// the page is not empty.
     pub async fn list_tasks(&self, query: &ListQuery) -> Result<TaskPage, StorageError> {
-        dispatch!(self, list_tasks(query))
+        let ListedRows { mut tasks, total } = dispatch!(self, list_tasks(query))?;
+        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+        let next = if tasks.len() > limit {
+            tasks.truncate(limit);
+            tasks
+                .last()
+                .map(|last| Cursor::after_task(last, query.sort, query.order))
+        } else {
+            None
+        };
+        // A search counts one match past the cap, only to know that the cap was passed.
+        let total_exact = query.search.is_none() || total <= SEARCH_TOTAL_CAP;
+        Ok(TaskPage {
+            tasks,
+            total: total.min(if total_exact {
+                i64::MAX
+            } else {
+                SEARCH_TOTAL_CAP
+            }),
+            total_exact,
+            next,
+        })
     }
 
     /// How many tasks have each status, every status listed (zero when none has it).

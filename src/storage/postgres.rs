@@ -8,16 +8,27 @@ use sqlx::{Connection, FromRow, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
 use super::{
-    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, PURGE_BATCH, PoolStats,
-    SchemaStatus, StorageError, StoredResponse, TaskPage, schema_status, send_in_batches,
+    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, ListedRows, PURGE_BATCH,
+    PoolStats, SchemaStatus, StorageError, StoredResponse, schema_status, send_in_batches,
     settle_claim, task_from_row,
 };
 use crate::config::{PoolConfig, PostgresConfig};
-use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
+use crate::domain::{
+    After, Cursor, ListQuery, NewTask, SEARCH_TOTAL_CAP, SortOrder, Task, TaskChanges, TaskId,
+    TaskStatus,
+};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
+
+/// A task of a listing, with the listing's total beside it.
+#[derive(FromRow)]
+struct ListRow {
+    #[sqlx(flatten)]
+    task: Row,
+    total: i64,
+}
 
 #[derive(FromRow)]
 struct Row {
@@ -88,7 +99,29 @@ impl PgStore {
     }
 
     pub(super) async fn migrate(&self, migrator: &Migrator) -> Result<(), StorageError> {
+        self.drop_abandoned_index_builds().await?;
         migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Drops the INVALID indexes that an interrupted `CREATE INDEX CONCURRENTLY` leaves on
+    /// `tasks`, unless a build is still running, so that its migration (which is not recorded
+    /// until it succeeds) builds it anew instead of skipping it with `IF NOT EXISTS`.
+    async fn drop_abandoned_index_builds(&self) -> Result<(), StorageError> {
+        let abandoned: Vec<String> = sqlx::query_scalar(
+            "SELECT quote_ident(c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = to_regclass('tasks') AND NOT i.indisvalid \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p \
+                             WHERE p.relid = i.indrelid)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for index in abandoned {
+            tracing::warn!(%index, "dropping an index whose concurrent build was interrupted");
+            sqlx::query(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 
@@ -252,33 +285,41 @@ impl PgStore {
     pub(super) async fn list_tasks(
         conn: &mut PgConnection,
         query: &ListQuery,
-    ) -> Result<TaskPage, StorageError> {
+    ) -> Result<ListedRows, StorageError> {
         let pattern = query.like_pattern();
-        // One snapshot for the page and its total, so they agree under concurrent writes.
-        let mut tx = conn.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-
-        let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tasks");
-        push_filters(&mut count, query.status, pattern.as_deref());
-        let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
-
-        let mut page = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM tasks"));
-        push_filters(&mut page, query.status, pattern.as_deref());
+        let filters = Filters {
+            status: query.status,
+            pattern: pattern.as_deref(),
+        };
+        // The page and its total in one statement: one snapshot, one round trip.
+        let mut page = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS}, "));
+        push_total(&mut page, &filters);
+        page.push(" AS total FROM tasks");
+        let sep = push_filters(&mut page, &filters);
+        if let Some(cursor) = &query.cursor {
+            page.push(sep);
+            push_after(&mut page, cursor);
+        }
         let dir = query.order.keyword();
         page.push(format!(" ORDER BY {} {dir}, id {dir}", query.sort.column()));
-        page.push(" LIMIT ")
-            .push_bind(i64::from(query.limit))
-            .push(" OFFSET ")
-            .push_bind(query.offset);
-        let rows: Vec<Row> = page.build_query_as().fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-
-        Ok(TaskPage {
+        page.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
+        if query.offset > 0 {
+            page.push(" OFFSET ").push_bind(query.offset);
+        }
+        let rows: Vec<ListRow> = page.build_query_as().fetch_all(&mut *conn).await?;
+        let total = match rows.first() {
+            Some(first) => first.total,
+            // Past the last page: the total alone.
+            None => {
+                let mut count = QueryBuilder::<Postgres>::new("SELECT ");
+                push_total(&mut count, &filters);
+                count.build_query_scalar().fetch_one(&mut *conn).await?
+            }
+        };
+        Ok(ListedRows {
             tasks: rows
                 .into_iter()
-                .map(Task::try_from)
+                .map(|r| Task::try_from(r.task))
                 .collect::<Result<_, _>>()?,
             total,
         })
@@ -287,9 +328,9 @@ impl PgStore {
     pub(super) async fn count_by_status(
         conn: &mut PgConnection,
     ) -> Result<Vec<(String, i64)>, StorageError> {
-        // Served from the (status, …) index; cheap enough to run every few seconds.
+        // The counts the triggers keep (migration 4): a few dozen rows, whatever the table size.
         Ok(
-            sqlx::query_as("SELECT status::text, count(*) FROM tasks GROUP BY status")
+            sqlx::query_as("SELECT status::text, sum(n)::int8 FROM task_counts GROUP BY status")
                 .fetch_all(&mut *conn)
                 .await?,
         )
@@ -387,10 +428,15 @@ impl PgStore {
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
             .fetch_one(&mut *tx)
             .await?;
+        if existing > 0 && !replace {
+            return Err(ImportError::NotEmpty(existing));
+        }
+        // The count triggers would add up a million rows one statement at a time; recounting
+        // once at the end is cheaper, and the lock keeps every other writer out meanwhile.
+        sqlx::query("ALTER TABLE tasks DISABLE TRIGGER USER")
+            .execute(&mut *tx)
+            .await?;
         if existing > 0 {
-            if !replace {
-                return Err(ImportError::NotEmpty(existing));
-            }
             sqlx::query("TRUNCATE tasks").execute(&mut *tx).await?;
         }
         // Remembered responses describe tasks the restore replaces: replaying one could claim
@@ -456,6 +502,12 @@ impl PgStore {
         for (_, definition) in &secondary {
             sqlx::query(definition).execute(&mut *tx).await?;
         }
+        sqlx::query("SELECT task_counts_rebuild()")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("ALTER TABLE tasks ENABLE TRIGGER USER")
+            .execute(&mut *tx)
+            .await?;
 
         let next = id_high_water.max(max_id).max(sequence_high);
         sqlx::query("SELECT setval(pg_get_serial_sequence('tasks', 'id'), $1, $2)")
@@ -526,22 +578,81 @@ fn write_binary_row(out: &mut Vec<u8>, task: &Task) {
     }
 }
 
-fn push_filters<'a>(
-    qb: &mut QueryBuilder<'a, Postgres>,
+/// The filters of a listing, shared by its page and its total.
+struct Filters<'a> {
     status: Option<TaskStatus>,
     pattern: Option<&'a str>,
-) {
+}
+
+/// Pushes the WHERE clause of `filters`; returns the separator for a further condition.
+fn push_filters<'a>(qb: &mut QueryBuilder<'a, Postgres>, filters: &Filters<'a>) -> &'static str {
     let mut sep = " WHERE ";
-    if let Some(status) = status {
+    if let Some(status) = filters.status {
         qb.push(sep).push("status = ").push_bind(status.as_str());
         sep = " AND ";
     }
-    if let Some(pattern) = pattern {
+    if let Some(pattern) = filters.pattern {
+        // Served by the trigram indexes (migrations 6 and 7) for terms of 3+ characters.
         qb.push(sep)
             .push("(title ILIKE ")
             .push_bind(pattern)
             .push(r" ESCAPE '\' OR description ILIKE ")
             .push_bind(pattern)
             .push(r" ESCAPE '\')");
+        sep = " AND ";
+    }
+    sep
+}
+
+/// The number of tasks matching `filters`, as a scalar subquery: O(1) from the kept counts,
+/// or for a search a count that stops one past [`SEARCH_TOTAL_CAP`].
+fn push_total<'a>(qb: &mut QueryBuilder<'a, Postgres>, filters: &Filters<'a>) {
+    if filters.pattern.is_some() {
+        qb.push("(SELECT count(*) FROM (SELECT 1 FROM tasks");
+        push_filters(qb, filters);
+        qb.push(" LIMIT ")
+            .push_bind(SEARCH_TOTAL_CAP + 1)
+            .push(") AS matches)");
+    } else {
+        qb.push("(SELECT COALESCE(sum(n), 0)::int8 FROM task_counts");
+        if let Some(status) = filters.status {
+            qb.push(" WHERE status = ").push_bind(status.as_str());
+        }
+        qb.push(")");
+    }
+}
+
+/// The keyset condition: strictly after the cursor's task in the listing's order, as a row
+/// comparison the (column, id) indexes serve directly.
+fn push_after(qb: &mut QueryBuilder<'_, Postgres>, cursor: &Cursor) {
+    let op = match cursor.order {
+        SortOrder::Asc => ">",
+        SortOrder::Desc => "<",
+    };
+    match &cursor.after {
+        After::Id(id) => {
+            qb.push(format!("id {op} ")).push_bind(*id);
+        }
+        After::CreatedAt(at, id) => {
+            qb.push(format!("(created_at, id) {op} ("))
+                .push_bind(*at)
+                .push(", ")
+                .push_bind(*id)
+                .push(")");
+        }
+        After::UpdatedAt(at, id) => {
+            qb.push(format!("(updated_at, id) {op} ("))
+                .push_bind(*at)
+                .push(", ")
+                .push_bind(*id)
+                .push(")");
+        }
+        After::Title(title, id) => {
+            qb.push(format!("(title, id) {op} ("))
+                .push_bind(title.clone())
+                .push("::varchar, ")
+                .push_bind(*id)
+                .push(")");
+        }
     }
 }

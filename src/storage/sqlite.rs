@@ -14,16 +14,27 @@ use sqlx::{Connection, FromRow, QueryBuilder, Sqlite};
 use tokio::sync::mpsc;
 
 use super::{
-    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, PURGE_BATCH, PoolStats,
-    SchemaStatus, StorageError, StoredResponse, TaskPage, schema_status, send_in_batches,
+    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, ListedRows, PURGE_BATCH,
+    PoolStats, SchemaStatus, StorageError, StoredResponse, schema_status, send_in_batches,
     settle_claim, task_from_row,
 };
 use crate::config::PoolConfig;
-use crate::domain::{ListQuery, NewTask, Task, TaskChanges, TaskId, TaskStatus};
+use crate::domain::{
+    After, Cursor, ListQuery, MIN_INDEXED_SEARCH_CHARS, NewTask, SEARCH_TOTAL_CAP, SortOrder, Task,
+    TaskChanges, TaskId, TaskStatus,
+};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
+
+/// A task of a listing, with the listing's total beside it.
+#[derive(FromRow)]
+struct ListRow {
+    #[sqlx(flatten)]
+    task: Row,
+    total: i64,
+}
 
 #[derive(FromRow)]
 struct Row {
@@ -268,30 +279,42 @@ impl SqliteStore {
     pub(super) async fn list_tasks(
         conn: &mut SqliteConnection,
         query: &ListQuery,
-    ) -> Result<TaskPage, StorageError> {
+    ) -> Result<ListedRows, StorageError> {
         let pattern = query.like_pattern();
-        // A read transaction in WAL mode sees one snapshot for both statements.
-        let mut tx = conn.begin().await?;
-
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM tasks");
-        push_filters(&mut count, query.status, pattern.as_deref());
-        let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
-
-        let mut page = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM tasks"));
-        push_filters(&mut page, query.status, pattern.as_deref());
+        let filters = Filters {
+            status: query.status,
+            pattern: pattern.as_deref(),
+            phrase: query.search.as_deref().and_then(trigram_phrase),
+        };
+        // The page and its total in one statement: one snapshot.
+        let mut page = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS}, "));
+        push_total(&mut page, &filters);
+        page.push(" AS total FROM tasks");
+        let sep = push_filters(&mut page, &filters);
+        if let Some(cursor) = &query.cursor {
+            page.push(sep);
+            push_after(&mut page, cursor);
+        }
         let dir = query.order.keyword();
         page.push(format!(" ORDER BY {} {dir}, id {dir}", query.sort.column()));
-        page.push(" LIMIT ")
-            .push_bind(i64::from(query.limit))
-            .push(" OFFSET ")
-            .push_bind(query.offset);
-        let rows: Vec<Row> = page.build_query_as().fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-
-        Ok(TaskPage {
+        page.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
+        if query.offset > 0 {
+            page.push(" OFFSET ").push_bind(query.offset);
+        }
+        let rows: Vec<ListRow> = page.build_query_as().fetch_all(&mut *conn).await?;
+        let total = match rows.first() {
+            Some(first) => first.total,
+            // Past the last page: the total alone.
+            None => {
+                let mut count = QueryBuilder::<Sqlite>::new("SELECT ");
+                push_total(&mut count, &filters);
+                count.build_query_scalar().fetch_one(&mut *conn).await?
+            }
+        };
+        Ok(ListedRows {
             tasks: rows
                 .into_iter()
-                .map(Task::try_from)
+                .map(|r| Task::try_from(r.task))
                 .collect::<Result<_, _>>()?,
             total,
         })
@@ -300,12 +323,10 @@ impl SqliteStore {
     pub(super) async fn count_by_status(
         conn: &mut SqliteConnection,
     ) -> Result<Vec<(String, i64)>, StorageError> {
-        // Served from the (status, …) index; cheap enough to run every few seconds.
-        Ok(
-            sqlx::query_as("SELECT status, count(*) FROM tasks GROUP BY status")
-                .fetch_all(&mut *conn)
-                .await?,
-        )
+        // The counts the triggers keep (migration 4): one row per status.
+        Ok(sqlx::query_as("SELECT status, n FROM task_counts")
+            .fetch_all(&mut *conn)
+            .await?)
     }
 
     pub(super) async fn update_task(
@@ -383,10 +404,22 @@ impl SqliteStore {
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
             .fetch_one(&mut *tx)
             .await?;
+        if existing > 0 && !replace {
+            return Err(ImportError::NotEmpty(existing));
+        }
+        // The count and search triggers would do their work row by row; rebuilding both once
+        // at the end is far cheaper. DDL is transactional here: a failed restore keeps them.
+        let triggers: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'tasks'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (name, _) in &triggers {
+            sqlx::query(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))
+                .execute(&mut *tx)
+                .await?;
+        }
         if existing > 0 {
-            if !replace {
-                return Err(ImportError::NotEmpty(existing));
-            }
             sqlx::query("DELETE FROM tasks").execute(&mut *tx).await?;
         }
         // Remembered responses describe tasks the restore replaces: replaying one could claim
@@ -420,6 +453,16 @@ impl SqliteStore {
                 None => return Err(ImportError::Incomplete),
             }
         };
+        for rebuild in [
+            "DELETE FROM task_counts",
+            "INSERT INTO task_counts (status, n) SELECT status, count(*) FROM tasks GROUP BY status",
+            "INSERT INTO tasks_search (tasks_search) VALUES ('rebuild')",
+        ] {
+            sqlx::query(rebuild).execute(&mut *tx).await?;
+        }
+        for (_, definition) in &triggers {
+            sqlx::query(definition).execute(&mut *tx).await?;
+        }
         // AUTOINCREMENT keeps its high-water mark here; never move it backwards.
         let next = id_high_water.max(max_id);
         let updated =
@@ -450,17 +493,38 @@ impl SqliteStore {
     }
 }
 
-fn push_filters<'a>(
-    qb: &mut QueryBuilder<'a, Sqlite>,
+/// The filters of a listing, shared by its page and its total.
+struct Filters<'a> {
     status: Option<TaskStatus>,
     pattern: Option<&'a str>,
-) {
+    /// The search as an FTS5 phrase, when it is long enough to have trigrams.
+    phrase: Option<String>,
+}
+
+/// The search text as an FTS5 phrase (quotes doubled), or `None` when it is too short for the
+/// trigram index, which then cannot narrow anything down.
+fn trigram_phrase(text: &str) -> Option<String> {
+    (text.chars().count() >= MIN_INDEXED_SEARCH_CHARS)
+        .then(|| format!("\"{}\"", text.replace('"', "\"\"")))
+}
+
+/// Pushes the WHERE clause of `filters`; returns the separator for a further condition.
+fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) -> &'static str {
     let mut sep = " WHERE ";
-    if let Some(status) = status {
+    if let Some(status) = filters.status {
         qb.push(sep).push("status = ").push_bind(status.as_str());
         sep = " AND ";
     }
-    if let Some(pattern) = pattern {
+    if let Some(phrase) = &filters.phrase {
+        // The trigram index finds the candidates; the LIKE below decides, so the result is
+        // exactly what a scan would return (the index folds case more widely than LIKE).
+        qb.push(sep)
+            .push("id IN (SELECT rowid FROM tasks_search WHERE tasks_search MATCH ")
+            .push_bind(phrase.clone())
+            .push(")");
+        sep = " AND ";
+    }
+    if let Some(pattern) = filters.pattern {
         // SQLite's LIKE ignores case for ASCII letters, as PostgreSQL's ILIKE does for all.
         qb.push(sep)
             .push("(title LIKE ")
@@ -468,5 +532,55 @@ fn push_filters<'a>(
             .push(r" ESCAPE '\' OR description LIKE ")
             .push_bind(pattern)
             .push(r" ESCAPE '\')");
+        sep = " AND ";
     }
+    sep
+}
+
+/// The number of tasks matching `filters`, as a scalar subquery: O(1) from the kept counts,
+/// or for a search a count that stops one past [`SEARCH_TOTAL_CAP`].
+fn push_total<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) {
+    if filters.pattern.is_some() {
+        qb.push("(SELECT count(*) FROM (SELECT 1 FROM tasks");
+        push_filters(qb, filters);
+        qb.push(" LIMIT ")
+            .push_bind(SEARCH_TOTAL_CAP + 1)
+            .push("))");
+    } else {
+        qb.push("(SELECT COALESCE(sum(n), 0) FROM task_counts");
+        if let Some(status) = filters.status {
+            qb.push(" WHERE status = ").push_bind(status.as_str());
+        }
+        qb.push(")");
+    }
+}
+
+/// The keyset condition: strictly after the cursor's task in the listing's order, as a row
+/// value comparison the (column, id) indexes serve directly.
+fn push_after(qb: &mut QueryBuilder<'_, Sqlite>, cursor: &Cursor) {
+    let op = match cursor.order {
+        SortOrder::Asc => ">",
+        SortOrder::Desc => "<",
+    };
+    let (column, value) = match &cursor.after {
+        After::Id(id) => {
+            qb.push(format!("id {op} ")).push_bind(*id);
+            return;
+        }
+        After::CreatedAt(at, _) => ("created_at", SortValue::Millis(at.timestamp_millis())),
+        After::UpdatedAt(at, _) => ("updated_at", SortValue::Millis(at.timestamp_millis())),
+        After::Title(title, _) => ("title", SortValue::Text(title.clone())),
+    };
+    qb.push(format!("({column}, id) {op} ("));
+    match value {
+        SortValue::Millis(ms) => qb.push_bind(ms),
+        SortValue::Text(text) => qb.push_bind(text),
+    };
+    qb.push(", ").push_bind(cursor.after.id()).push(")");
+}
+
+/// A cursor's sort key as SQLite stores it.
+enum SortValue {
+    Millis(i64),
+    Text(String),
 }

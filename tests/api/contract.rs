@@ -16,6 +16,7 @@ for_each_backend!(
     listing_filters_by_status,
     listing_searches_title_and_description_ignoring_ascii_case,
     search_wildcards_match_literally,
+    search_means_the_same_with_short_long_and_quoted_terms,
     listing_sorts_by_every_field_in_both_directions,
     pages_partition_the_listing_without_gaps_or_duplicates,
     listing_refuses_bad_parameters_with_400_naming_each,
@@ -128,7 +129,10 @@ pub async fn listing_has_the_envelope_and_default_pagination(app: TestApp) {
     assert_eq!(empty.status, StatusCode::OK);
     assert_eq!(
         empty.body,
-        json!({"success": true, "data": [], "pagination": {"limit": 100, "offset": 0, "total": 0}})
+        json!({"success": true, "data": [], "pagination": {
+            "limit": 100, "offset": 0, "total": 0, "total_exact": true,
+            "next": null, "next_cursor": null,
+        }})
     );
     for i in 0..3 {
         app.create_ok(&format!("task {i}")).await;
@@ -136,9 +140,27 @@ pub async fn listing_has_the_envelope_and_default_pagination(app: TestApp) {
     let reply = app.get("/tasks?limit=2&offset=1").await;
     assert_eq!(
         reply.body["pagination"],
-        json!({"limit": 2, "offset": 1, "total": 3})
+        json!({"limit": 2, "offset": 1, "total": 3, "total_exact": true,
+               "next": null, "next_cursor": null})
     );
     assert_eq!(reply.body["data"].as_array().unwrap().len(), 2);
+
+    // Not the last page: `next` continues after the last task shown, by cursor.
+    let first = app.get("/tasks?limit=2").await;
+    let next = first.body["pagination"]["next"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cursor = first.body["pagination"]["next_cursor"].as_str().unwrap();
+    assert!(next.starts_with("/tasks?limit=2&"), "{next}");
+    assert!(next.ends_with(&format!("&cursor={cursor}")), "{next}");
+    let second = app.get(&next).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    let mut ids = ids_of(&first.body);
+    ids.extend(ids_of(&second.body));
+    assert_eq!(ids, ids_of(&app.get("/tasks").await.body));
+    assert_eq!(second.body["pagination"]["next"], Value::Null);
+    assert_eq!(second.body["pagination"]["total"], 3);
 }
 
 pub async fn listing_defaults_to_newest_first(app: TestApp) {
@@ -196,6 +218,46 @@ pub async fn search_wildcards_match_literally(app: TestApp) {
     assert_eq!(titles_of(&reply.body), ["50% off"]);
     let reply = app.get("/tasks?q=e_c").await;
     assert_eq!(titles_of(&reply.body), ["snake_case"]);
+}
+
+pub async fn search_means_the_same_with_short_long_and_quoted_terms(app: TestApp) {
+    app.create(json!({"title": "Ab", "description": "cd"}))
+        .await;
+    app.create(json!({"title": "say \"hi\" now", "description": ""}))
+        .await;
+    app.create(json!({"title": "ÉCOLE", "description": "Straße"}))
+        .await;
+    app.create(json!({"title": "x", "description": "a: b"}))
+        .await;
+    // Sorted here: title order depends on the database's collation.
+    let app = &app;
+    let titles = |q: &str| {
+        let path = format!("/tasks?q={q}");
+        async move {
+            let mut titles = titles_of(&app.get(&path).await.body);
+            titles.sort();
+            titles
+        }
+    };
+    // A match never spans the title and the description.
+    assert!(titles("bc").await.is_empty());
+    assert!(titles("Abcd").await.is_empty());
+    // One and two characters: no trigram, still found.
+    assert_eq!(titles("a").await, ["Ab", "say \"hi\" now", "x", "ÉCOLE"]);
+    assert_eq!(titles("CD").await, ["Ab"]);
+    // Quotes are text, not search syntax.
+    assert_eq!(titles("%22hi%22").await, ["say \"hi\" now"]);
+    assert_eq!(titles("%22hi").await, ["say \"hi\" now"]);
+    assert_eq!(titles("a:%20b").await, ["x"]);
+    assert_eq!(titles("STRASSE").await, Vec::<String>::new());
+    // ASCII letters ignore case everywhere; other letters only on PostgreSQL (ILIKE).
+    assert_eq!(titles("cole").await, ["ÉCOLE"]);
+    let unicode = titles("%C3%A9cole").await;
+    match app.state.db().backend_name() {
+        "postgres" => assert_eq!(unicode, ["ÉCOLE"]),
+        _ => assert!(unicode.is_empty(), "{unicode:?}"),
+    }
+    assert_eq!(titles("stra%C3%9F").await, ["ÉCOLE"]);
 }
 
 pub async fn listing_sorts_by_every_field_in_both_directions(app: TestApp) {

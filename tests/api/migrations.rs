@@ -91,7 +91,15 @@ async fn sqlite_upgrade_keeps_tasks_ids_indexes_and_the_id_high_water_mark() {
     indexes.sort();
     assert_eq!(
         indexes,
-        ["tasks_created_at_id_idx", "tasks_status_created_at_id_idx"]
+        [
+            "tasks_created_at_id_idx",
+            "tasks_status_created_at_id_idx",
+            "tasks_status_id_idx",
+            "tasks_status_title_id_idx",
+            "tasks_status_updated_at_id_idx",
+            "tasks_title_id_idx",
+            "tasks_updated_at_id_idx",
+        ]
     );
     let control_character = sqlx::query(
         "INSERT INTO tasks (title, created_at, updated_at) VALUES ('tab\tinside', 0, 0)",
