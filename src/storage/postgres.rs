@@ -100,7 +100,16 @@ impl PgStore {
 
     pub(super) async fn migrate(&self, migrator: &Migrator) -> Result<(), StorageError> {
         self.drop_abandoned_index_builds().await?;
-        migrator.run(&self.pool).await?;
+        // Building an index over a large table takes far longer than any request may: lift
+        // the statement timeout on a connection of its own, which never returns to the pool.
+        let mut conn = self.pool.acquire().await?.detach();
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut conn)
+            .await?;
+        let outcome = migrator.run_direct(&mut conn).await;
+        // Closing politely is a courtesy to the server; the outcome is what matters.
+        let _ = conn.close().await;
+        outcome?;
         Ok(())
     }
 
@@ -292,20 +301,16 @@ impl PgStore {
             pattern: pattern.as_deref(),
         };
         // The page and its total in one statement: one snapshot, one round trip.
-        let mut page = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS}, "));
-        push_total(&mut page, &filters);
-        page.push(" AS total FROM tasks");
-        let sep = push_filters(&mut page, &filters);
-        if let Some(cursor) = &query.cursor {
-            page.push(sep);
-            push_after(&mut page, cursor);
-        }
-        let dir = query.order.keyword();
-        page.push(format!(" ORDER BY {} {dir}, id {dir}", query.sort.column()));
-        page.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
-        if query.offset > 0 {
-            page.push(" OFFSET ").push_bind(query.offset);
-        }
+        let mut page = if filters.pattern.is_some() {
+            search_page(query, &filters)
+        } else {
+            let mut page = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS}, "));
+            push_total(&mut page, &filters);
+            page.push(" AS total FROM tasks");
+            let sep = push_filters(&mut page, &filters);
+            push_page_bounds(&mut page, query, sep);
+            page
+        };
         let rows: Vec<ListRow> = page.build_query_as().fetch_all(&mut *conn).await?;
         let total = match rows.first() {
             Some(first) => first.total,
@@ -586,7 +591,15 @@ struct Filters<'a> {
 
 /// Pushes the WHERE clause of `filters`; returns the separator for a further condition.
 fn push_filters<'a>(qb: &mut QueryBuilder<'a, Postgres>, filters: &Filters<'a>) -> &'static str {
-    let mut sep = " WHERE ";
+    push_filters_after(qb, filters, " WHERE ")
+}
+
+/// Pushes each condition of `filters`, the first after `sep`, the others after AND.
+fn push_filters_after<'a>(
+    qb: &mut QueryBuilder<'a, Postgres>,
+    filters: &Filters<'a>,
+    mut sep: &'static str,
+) -> &'static str {
     if let Some(status) = filters.status {
         qb.push(sep).push("status = ").push_bind(status.as_str());
         sep = " AND ";
@@ -602,6 +615,49 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Postgres>, filters: &Filters<'a>) 
         sep = " AND ";
     }
     sep
+}
+
+/// A search page and its capped total from one scan of the matches: the matches (at most one
+/// past the cap) are collected once and counted; when they did not pass the cap they are the
+/// whole result and the page is cut from them, otherwise the page comes from an ordered scan
+/// that stops after one page (common terms match early). PostgreSQL runs only the branch
+/// whose one-time condition holds.
+fn search_page<'a>(query: &ListQuery, filters: &Filters<'a>) -> QueryBuilder<'a, Postgres> {
+    let mut qb = QueryBuilder::<Postgres>::new(format!(
+        "WITH matches AS MATERIALIZED (SELECT {COLUMNS} FROM tasks"
+    ));
+    push_filters(&mut qb, filters);
+    qb.push(" LIMIT ")
+        .push_bind(SEARCH_TOTAL_CAP + 1)
+        .push("), counted AS (SELECT count(*) AS total FROM matches) ");
+    qb.push(format!(
+        "(SELECT {COLUMNS}, total FROM matches, counted WHERE total <= "
+    ))
+    .push_bind(SEARCH_TOTAL_CAP);
+    push_page_bounds(&mut qb, query, " AND ");
+    qb.push(format!(
+        ") UNION ALL (SELECT {COLUMNS}, total FROM tasks, counted WHERE total > "
+    ))
+    .push_bind(SEARCH_TOTAL_CAP);
+    push_filters_after(&mut qb, filters, " AND ");
+    push_page_bounds(&mut qb, query, " AND ");
+    qb.push(")");
+    qb
+}
+
+/// The cursor's keyset condition (after `sep`), then order, limit (one extra row, to know
+/// whether another page follows) and offset.
+fn push_page_bounds(qb: &mut QueryBuilder<'_, Postgres>, query: &ListQuery, sep: &str) {
+    if let Some(cursor) = &query.cursor {
+        qb.push(sep);
+        push_after(qb, cursor);
+    }
+    let dir = query.order.keyword();
+    qb.push(format!(" ORDER BY {} {dir}, id {dir}", query.sort.column()));
+    qb.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
+    if query.offset > 0 {
+        qb.push(" OFFSET ").push_bind(query.offset);
+    }
 }
 
 /// The number of tasks matching `filters`, as a scalar subquery: O(1) from the kept counts,
