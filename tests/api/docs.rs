@@ -76,6 +76,65 @@ async fn the_readme_curl_examples_work_as_written() {
 }
 
 #[tokio::test]
+async fn the_readme_paging_example_walks_the_listing_as_shown() {
+    let readme = include_str!("../../README.md");
+    let commands = commands_between(
+        readme,
+        "<!-- begin: paging-example",
+        "<!-- end: paging-example",
+    );
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server.wait_ready().await;
+    let client = reqwest::Client::new();
+    for title in ["apple", "banana", "cherry"] {
+        let reply = client
+            .post(server.url("/tasks"))
+            .json(&serde_json::json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+    }
+    let local = format!("127.0.0.1:{}", server.port);
+    let mut pages = Vec::new();
+    for command in &commands {
+        let command = command.replace("localhost:3000", &local);
+        let output = tokio::process::Command::new("sh")
+            .args(["-c", &command])
+            .output()
+            .await
+            .expect("sh and curl are needed: apt-get install curl");
+        assert!(output.status.success(), "{command}");
+        let page: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        pages.push(page);
+    }
+    let titles = |page: &serde_json::Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(titles(&pages[0]), ["apple", "banana"]);
+    let next = pages[0]["pagination"]["next"].as_str().unwrap();
+    assert!(
+        commands[1].ends_with(&format!("localhost:3000{next}'")),
+        "the README's second command is not the first page's next: {next}"
+    );
+    assert_eq!(pages[0]["pagination"]["total"], 3);
+    assert_eq!(titles(&pages[1]), ["cherry"]);
+    assert_eq!(pages[1]["pagination"]["next"], serde_json::Value::Null);
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
 async fn the_backup_format_document_reads_a_real_backup_with_standard_tools() {
     let doc = include_str!("../../docs/backup-format.md");
     let section = doc
