@@ -41,6 +41,24 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// True when the connection itself died (the server restarted or ended it), so the call
+    /// never ran or was rolled back with it.
+    pub fn is_connection_lost(&self) -> bool {
+        let Self::Unavailable(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::Io(_) => true,
+            // admin_shutdown, crash_shutdown, cannot_connect_now; connection failures.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                matches!(&*code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
+            }),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StorageError {
     fn from(error: sqlx::Error) -> Self {
         if is_transient(&error) {

@@ -113,6 +113,13 @@ pub enum ImportError {
     Storage(#[from] StorageError),
 }
 
+impl ImportError {
+    /// True when the import failed because its connection died.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Self::Storage(e) if e.is_connection_lost())
+    }
+}
+
 impl From<sqlx::Error> for ImportError {
     fn from(error: sqlx::Error) -> Self {
         Self::Storage(error.into())
@@ -171,7 +178,11 @@ macro_rules! on_connection {
             match &$self.backend {
                 Backend::Postgres(store) => {
                     let mut conn = $self.acquire(store.pool()).await?;
-                    postgres::PgStore::$f(&mut conn, $($arg),*).await
+                    let result = postgres::PgStore::$f(&mut conn, $($arg),*).await;
+                    if result.as_ref().is_err_and(|e| e.is_connection_lost()) {
+                        store.note_connection_lost();
+                    }
+                    result
                 }
                 Backend::Sqlite(store) => {
                     let mut conn = $self.acquire(store.pool()).await?;
@@ -186,6 +197,22 @@ macro_rules! on_connection {
 macro_rules! dispatch {
     ($self:ident, $($call:tt)*) => {
         $self.bounded(on_connection!($self, $($call)*)).await
+    };
+}
+
+/// [`dispatch!`] for a call that only reads, so trying it again cannot do anything twice: a
+/// connection found dead (the server restarted, an operator ended it) is dropped and the call
+/// runs once more on another, which the pool then checks first.
+macro_rules! dispatch_read {
+    ($self:ident, $($call:tt)*) => {
+        $self
+            .bounded(async {
+                match on_connection!($self, $($call)*).await {
+                    Err(e) if e.is_connection_lost() => on_connection!($self, $($call)*).await,
+                    other => other,
+                }
+            })
+            .await
     };
 }
 
@@ -259,7 +286,7 @@ impl Database {
     /// One round trip to the database; returns how long it took.
     pub async fn ping(&self) -> Result<Duration, StorageError> {
         let started = Instant::now();
-        dispatch!(self, ping())?;
+        dispatch_read!(self, ping())?;
         Ok(started.elapsed())
     }
 
@@ -274,12 +301,12 @@ impl Database {
     }
 
     pub async fn schema_status(&self) -> Result<SchemaStatus, StorageError> {
-        dispatch!(self, schema_status(self.migrator))
+        dispatch_read!(self, schema_status(self.migrator))
     }
 
     /// Whether the tasks table exists and holds at least one task.
     pub async fn holds_tasks(&self) -> Result<bool, StorageError> {
-        dispatch!(self, holds_tasks())
+        dispatch_read!(self, holds_tasks())
     }
 
     /// Connections opened from now on log in with `password`; open ones stay as they are.
@@ -315,13 +342,13 @@ impl Database {
     }
 
     pub async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StorageError> {
-        dispatch!(self, get_task(id))
+        dispatch_read!(self, get_task(id))
     }
 
     /// One page and the total, read in one statement (one snapshot, one round trip) whenever
     /// the page is not empty.
     pub async fn list_tasks(&self, query: &ListQuery) -> Result<TaskPage, StorageError> {
-        let ListedRows { mut tasks, total } = dispatch!(self, list_tasks(query))?;
+        let ListedRows { mut tasks, total } = dispatch_read!(self, list_tasks(query))?;
         let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
         let next = if tasks.len() > limit {
             tasks.truncate(limit);
@@ -347,7 +374,7 @@ impl Database {
 
     /// How many tasks have each status, every status listed (zero when none has it).
     pub async fn count_by_status(&self) -> Result<Vec<(TaskStatus, i64)>, StorageError> {
-        let counted = dispatch!(self, count_by_status())?;
+        let counted = dispatch_read!(self, count_by_status())?;
         let mut all: Vec<(TaskStatus, i64)> = TaskStatus::ALL.map(|s| (s, 0)).to_vec();
         for (name, n) in counted {
             // A status the schema should have refused means the table is not what we think.

@@ -1,5 +1,9 @@
 //! PostgreSQL storage. Timestamps are `timestamptz` at millisecond precision (set by the caller).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::Migrator;
@@ -23,7 +27,7 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 
 /// A pooled connection idle this long is pinged before use.
-const IDLE_BEFORE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
 /// A task of a listing, with the listing's total beside it.
 #[derive(FromRow)]
@@ -62,6 +66,43 @@ impl TryFrom<Row> for Task {
 pub(super) struct PgStore {
     pool: PgPool,
     max_connections: u32,
+    losses: Arc<ConnectionLosses>,
+}
+
+/// When a pooled connection was last found dead, so that the pool checks connections before
+/// use for a while after.
+#[derive(Debug)]
+struct ConnectionLosses {
+    started: Instant,
+    /// Milliseconds after `started`; `u64::MAX` while none was lost.
+    last_ms: AtomicU64,
+}
+
+impl ConnectionLosses {
+    /// How long after a loss every connection is checked before use.
+    const WATCH: Duration = Duration::from_secs(5);
+
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn note(&self) {
+        self.last_ms.store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    fn recent(&self) -> bool {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        last != u64::MAX
+            && self.elapsed_ms().saturating_sub(last)
+                < u64::try_from(Self::WATCH.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 impl PgStore {
@@ -70,6 +111,7 @@ impl PgStore {
         let options = config
             .connect_options()
             .options([("statement_timeout", statement_timeout.as_str())]);
+        let losses = Arc::new(ConnectionLosses::new());
         let pg_pool = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .min_connections(0)
@@ -77,19 +119,26 @@ impl PgStore {
             // A restarted server leaves dead connections in the pool: check the ones that sat
             // idle, where a dead one can hide. A busy connection needs no check (its last
             // release just tested it), and skipping it saves a round trip per request.
+            // After a connection was found dead, check every one for a while: its siblings
+            // likely died with it.
             .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= IDLE_BEFORE_CHECK {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
+            .before_acquire({
+                let losses = Arc::clone(&losses);
+                move |conn, meta| {
+                    let check = meta.idle_for >= IDLE_BEFORE_CHECK || losses.recent();
+                    Box::pin(async move {
+                        if check {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                }
             })
             .connect_lazy_with(options);
         Self {
             pool: pg_pool,
             max_connections: pool.max_connections,
+            losses,
         }
     }
 
@@ -104,6 +153,11 @@ impl PgStore {
 
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A call found its connection dead: check connections before use for a while.
+    pub(super) fn note_connection_lost(&self) {
+        self.losses.note();
     }
 
     pub(super) async fn ping(conn: &mut PgConnection) -> Result<(), StorageError> {

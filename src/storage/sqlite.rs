@@ -28,6 +28,17 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 
+/// The tasks of listing rows, with the total.
+fn listed(rows: Vec<ListRow>, total: i64) -> Result<ListedRows, StorageError> {
+    Ok(ListedRows {
+        tasks: rows
+            .into_iter()
+            .map(|r| Task::try_from(r.task))
+            .collect::<Result<_, _>>()?,
+        total,
+    })
+}
+
 /// A task of a listing, with the listing's total beside it.
 #[derive(FromRow)]
 struct ListRow {
@@ -284,23 +295,17 @@ impl SqliteStore {
         let filters = Filters {
             status: query.status,
             pattern: pattern.as_deref(),
-            phrase: query.search.as_deref().and_then(trigram_phrase),
+            trigrams: query.search.as_deref().and_then(trigram_query),
         };
+        if filters.pattern.is_some() {
+            return Self::search_tasks(conn, query, &filters).await;
+        }
         // The page and its total in one statement: one snapshot.
         let mut page = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS}, "));
         push_total(&mut page, &filters);
         page.push(" AS total FROM tasks");
-        let sep = push_filters(&mut page, &filters);
-        if let Some(cursor) = &query.cursor {
-            page.push(sep);
-            push_after(&mut page, cursor);
-        }
-        let dir = query.order.keyword();
-        page.push(format!(" ORDER BY {} {dir}, id {dir}", query.sort.column()));
-        page.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
-        if query.offset > 0 {
-            page.push(" OFFSET ").push_bind(query.offset);
-        }
+        let sep = push_filters_after(&mut page, &filters, " WHERE ");
+        push_page_bounds(&mut page, query, sep);
         let rows: Vec<ListRow> = page.build_query_as().fetch_all(&mut *conn).await?;
         let total = match rows.first() {
             Some(first) => first.total,
@@ -311,13 +316,45 @@ impl SqliteStore {
                 count.build_query_scalar().fetch_one(&mut *conn).await?
             }
         };
-        Ok(ListedRows {
-            tasks: rows
-                .into_iter()
-                .map(|r| Task::try_from(r.task))
-                .collect::<Result<_, _>>()?,
-            total,
-        })
+        listed(rows, total)
+    }
+
+    /// A search page and its capped total. The matches (at most one past the cap) are
+    /// collected once: when they did not pass it they are the whole result and the page is cut
+    /// from them, in one statement. Otherwise the term is common, and a scan in the listing's
+    /// order finds a page of it quickly. SQLite's planner cannot pick between the two within
+    /// one statement, hence the second statement, in the same read transaction (one snapshot).
+    async fn search_tasks(
+        conn: &mut SqliteConnection,
+        query: &ListQuery,
+        filters: &Filters<'_>,
+    ) -> Result<ListedRows, StorageError> {
+        let mut tx = conn.begin().await?;
+        let mut page = QueryBuilder::<Sqlite>::new("");
+        push_matches(&mut page, filters);
+        page.push(format!(
+            "SELECT {COLUMNS}, (SELECT total FROM counted) AS total FROM matches"
+        ));
+        push_page_bounds(&mut page, query, " WHERE ");
+        let mut rows: Vec<ListRow> = page.build_query_as().fetch_all(&mut *tx).await?;
+        let total = match rows.first() {
+            Some(first) => first.total,
+            None => {
+                let mut count = QueryBuilder::<Sqlite>::new("");
+                push_matches(&mut count, filters);
+                count.push("SELECT total FROM counted");
+                count.build_query_scalar().fetch_one(&mut *tx).await?
+            }
+        };
+        if total > SEARCH_TOTAL_CAP {
+            let mut scan = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS}, "));
+            scan.push_bind(total).push(" AS total FROM tasks");
+            let sep = push_filters_after(&mut scan, filters, " WHERE ");
+            push_page_bounds(&mut scan, query, sep);
+            rows = scan.build_query_as().fetch_all(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        listed(rows, total)
     }
 
     pub(super) async fn count_by_status(
@@ -497,31 +534,44 @@ impl SqliteStore {
 struct Filters<'a> {
     status: Option<TaskStatus>,
     pattern: Option<&'a str>,
-    /// The search as an FTS5 phrase, when it is long enough to have trigrams.
-    phrase: Option<String>,
+    /// The search as an FTS5 query of its trigrams, when it is long enough to have any.
+    trigrams: Option<String>,
 }
 
-/// The search text as an FTS5 phrase (quotes doubled), or `None` when it is too short for the
-/// trigram index, which then cannot narrow anything down.
-fn trigram_phrase(text: &str) -> Option<String> {
-    (text.chars().count() >= MIN_INDEXED_SEARCH_CHARS)
-        .then(|| format!("\"{}\"", text.replace('"', "\"\"")))
+/// At most this many trigrams of a term go into the index query: enough to narrow the
+/// candidates down, without a lookup per character of a long term.
+const MAX_QUERY_TRIGRAMS: usize = 16;
+
+/// The search text as an FTS5 query for rows holding its trigrams (each a quoted string,
+/// quotes doubled, joined by AND), or `None` when it is too short to have one. Rows holding
+/// them all are a superset of the rows containing the text; LIKE then decides.
+fn trigram_query(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() < MIN_INDEXED_SEARCH_CHARS {
+        return None;
+    }
+    let mut trigrams: Vec<String> = chars.windows(3).map(String::from_iter).collect();
+    trigrams.sort_unstable();
+    trigrams.dedup();
+    // Spread the picks over the whole term rather than taking its start only.
+    let step = trigrams.len().div_ceil(MAX_QUERY_TRIGRAMS);
+    let terms: Vec<String> = trigrams
+        .iter()
+        .step_by(step.max(1))
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect();
+    Some(terms.join(" AND "))
 }
 
-/// Pushes the WHERE clause of `filters`; returns the separator for a further condition.
-fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) -> &'static str {
-    let mut sep = " WHERE ";
+/// Pushes the status and text conditions of `filters`, the first after `sep`, the others
+/// after AND; returns the separator for a further condition.
+fn push_filters_after<'a>(
+    qb: &mut QueryBuilder<'a, Sqlite>,
+    filters: &Filters<'a>,
+    mut sep: &'static str,
+) -> &'static str {
     if let Some(status) = filters.status {
         qb.push(sep).push("status = ").push_bind(status.as_str());
-        sep = " AND ";
-    }
-    if let Some(phrase) = &filters.phrase {
-        // The trigram index finds the candidates; the LIKE below decides, so the result is
-        // exactly what a scan would return (the index folds case more widely than LIKE).
-        qb.push(sep)
-            .push("id IN (SELECT rowid FROM tasks_search WHERE tasks_search MATCH ")
-            .push_bind(phrase.clone())
-            .push(")");
         sep = " AND ";
     }
     if let Some(pattern) = filters.pattern {
@@ -537,22 +587,52 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) ->
     sep
 }
 
-/// The number of tasks matching `filters`, as a scalar subquery: O(1) from the kept counts,
-/// or for a search a count that stops one past [`SEARCH_TOTAL_CAP`].
-fn push_total<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) {
-    if filters.pattern.is_some() {
-        qb.push("(SELECT count(*) FROM (SELECT 1 FROM tasks");
-        push_filters(qb, filters);
-        qb.push(" LIMIT ")
-            .push_bind(SEARCH_TOTAL_CAP + 1)
-            .push("))");
+/// `WITH matches AS (…), counted AS (…)`: the tasks matching a search, at most one past
+/// [`SEARCH_TOTAL_CAP`], and their count. With trigrams, the index streams candidates and
+/// LIKE checks each (the index folds case more widely than LIKE); a short term is a scan that
+/// stops at the cap.
+fn push_matches<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) {
+    qb.push(format!(
+        "WITH matches AS MATERIALIZED (SELECT {COLUMNS} FROM "
+    ));
+    if let Some(trigrams) = &filters.trigrams {
+        // A join led by the index (CROSS JOIN fixes the order), not `id IN (…)`, which would
+        // collect every candidate before checking the first.
+        qb.push("(SELECT rowid AS hit FROM tasks_search WHERE tasks_search MATCH ")
+            .push_bind(trigrams.clone())
+            .push(") CROSS JOIN tasks ON tasks.id = hit");
     } else {
-        qb.push("(SELECT COALESCE(sum(n), 0) FROM task_counts");
-        if let Some(status) = filters.status {
-            qb.push(" WHERE status = ").push_bind(status.as_str());
-        }
-        qb.push(")");
+        qb.push("tasks");
     }
+    push_filters_after(qb, filters, " WHERE ");
+    qb.push(" LIMIT ")
+        .push_bind(SEARCH_TOTAL_CAP + 1)
+        .push("), counted AS (SELECT count(*) AS total FROM matches) ");
+}
+
+/// The cursor's keyset condition (after `sep`), then order, limit (one extra row, to know
+/// whether another page follows) and offset.
+fn push_page_bounds(qb: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery, sep: &str) {
+    if let Some(cursor) = &query.cursor {
+        qb.push(sep);
+        push_after(qb, cursor);
+    }
+    let dir = query.order.keyword();
+    qb.push(format!(" ORDER BY {} {dir}, id {dir}", query.sort.column()));
+    qb.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
+    if query.offset > 0 {
+        qb.push(" OFFSET ").push_bind(query.offset);
+    }
+}
+
+/// The number of tasks matching `filters` without a search, as a scalar subquery: O(1) from
+/// the kept counts.
+fn push_total<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) {
+    qb.push("(SELECT COALESCE(sum(n), 0) FROM task_counts");
+    if let Some(status) = filters.status {
+        qb.push(" WHERE status = ").push_bind(status.as_str());
+    }
+    qb.push(")");
 }
 
 /// The keyset condition: strictly after the cursor's task in the listing's order, as a row
@@ -583,4 +663,27 @@ fn push_after(qb: &mut QueryBuilder<'_, Sqlite>, cursor: &Cursor) {
 enum SortValue {
     Millis(i64),
     Text(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_term_becomes_its_quoted_trigrams() {
+        assert_eq!(trigram_query("ab"), None);
+        assert_eq!(trigram_query("abc").as_deref(), Some(r#""abc""#));
+        assert_eq!(
+            trigram_query(r#"a"bcb"#).as_deref(),
+            Some(r#""a""b" AND "bcb" AND """bc""#)
+        );
+        // Repeated trigrams are asked for once.
+        assert_eq!(trigram_query("ffff").as_deref(), Some(r#""fff""#));
+        let long = "abcdefghijklmnopqrstuvwxyz".repeat(4);
+        let terms = trigram_query(&long).unwrap_or_default();
+        assert!(
+            terms.split(" AND ").count() <= MAX_QUERY_TRIGRAMS,
+            "{terms}"
+        );
+    }
 }

@@ -154,8 +154,15 @@ async fn the_runbook_disaster_drop_the_database_restore_and_every_task_comes_bac
         indexes,
         [
             "tasks_created_at_id_idx",
+            "tasks_description_trgm_idx",
             "tasks_pkey",
-            "tasks_status_created_at_id_idx"
+            "tasks_status_created_at_id_idx",
+            "tasks_status_id_idx",
+            "tasks_status_title_id_idx",
+            "tasks_status_updated_at_id_idx",
+            "tasks_title_id_idx",
+            "tasks_title_trgm_idx",
+            "tasks_updated_at_id_idx",
         ]
     );
     drop(conn);
