@@ -362,11 +362,7 @@ impl Database {
         let total_exact = query.search.is_none() || total <= SEARCH_TOTAL_CAP;
         Ok(TaskPage {
             tasks,
-            total: total.min(if total_exact {
-                i64::MAX
-            } else {
-                SEARCH_TOTAL_CAP
-            }),
+            total: if total_exact { total } else { SEARCH_TOTAL_CAP },
             total_exact,
             next,
         })
