@@ -675,7 +675,7 @@ mod tests {
         assert_eq!(trigram_query("abc").as_deref(), Some(r#""abc""#));
         assert_eq!(
             trigram_query(r#"a"bcb"#).as_deref(),
-            Some(r#""a""b" AND "bcb" AND """bc""#)
+            Some(r#""""bc" AND "a""b" AND "bcb""#)
         );
         // Repeated trigrams are asked for once.
         assert_eq!(trigram_query("ffff").as_deref(), Some(r#""fff""#));

@@ -354,7 +354,9 @@ async fn two_replicas_on_one_database_create_exactly_one_task(backend: Backend) 
 async fn expired_keys_are_forgotten_and_purged(backend: Backend) {
     let db = SharedDatabase::new(backend).await;
     let app = db
-        .app(|c| c.idempotency_key_ttl = Duration::from_millis(300))
+        // Long enough that the five creates finish before the first key expires, even on a
+        // loaded machine (with 300 ms, a slow run purged the first key during the fifth).
+        .app(|c| c.idempotency_key_ttl = Duration::from_secs(2))
         .await;
     let keys: Vec<String> = (0..5).map(|_| new_key()).collect();
     for key in &keys {
@@ -362,7 +364,7 @@ async fn expired_keys_are_forgotten_and_purged(backend: Backend) {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     }
     assert_eq!(db.stored_keys().await, 5);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
 
     // Expired: the key is free again, even for another body.
     let reuse = post_keyed(&app, &keys[0], r#"{"title":"A new request"}"#).await;
