@@ -28,7 +28,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     request_body = TaskInput,
     responses(
         (status = 201, description = "Created (or, with a known Idempotency-Key, the first response again)", body = TaskEnvelope,
-         headers(("Location" = String, description = "/tasks/{id} of the new task"),
+         headers(("Location" = String, description = "Where the new task is: /tasks/ then its id"),
                 ("ETag" = String, description = "Version of the task"),
                 ("Idempotent-Replayed" = String, description = "`true` when this repeats the first response to the Idempotency-Key")),
          links(
