@@ -4,6 +4,7 @@
 //! Handlers never see SQL or a backend: they call these methods with validated domain values.
 
 mod error;
+mod lent;
 mod observe;
 pub mod password_reload;
 mod postgres;
@@ -177,16 +178,24 @@ macro_rules! on_connection {
         async {
             match &$self.backend {
                 Backend::Postgres(store) => {
-                    let mut conn = $self.acquire(store.pool()).await?;
+                    // An abandoned call most likely met an unreachable server: its siblings
+                    // are suspect too.
+                    let mut conn = lent::LentConnection::new(
+                        $self.acquire(store.pool()).await?,
+                        || store.note_connection_lost(),
+                    );
                     let result = postgres::PgStore::$f(&mut conn, $($arg),*).await;
+                    conn.finish();
                     if result.as_ref().is_err_and(|e| e.is_connection_lost()) {
                         store.note_connection_lost();
                     }
                     result
                 }
                 Backend::Sqlite(store) => {
-                    let mut conn = $self.acquire(store.pool()).await?;
-                    sqlite::SqliteStore::$f(&mut conn, $($arg),*).await
+                    let mut conn = lent::LentConnection::new($self.acquire(store.pool()).await?, || {});
+                    let result = sqlite::SqliteStore::$f(&mut conn, $($arg),*).await;
+                    conn.finish();
+                    result
                 }
             }
         }

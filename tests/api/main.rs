@@ -37,6 +37,7 @@ macro_rules! for_each_backend {
 
 mod auth;
 mod backups;
+mod blackhole;
 mod contract;
 mod cors;
 mod cursor;
