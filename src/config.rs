@@ -85,10 +85,11 @@ pub struct DatabaseArgs {
     /// Directory of the embedded SQLite database (tasks.db).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Largest number of pooled database connections.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10,
+    /// Largest number of pooled database connections [default: 10 on PostgreSQL; on SQLite,
+    /// the number of CPUs, at least 2].
+    #[arg(long, env = "DB_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub db_max_connections: u32,
+    pub db_max_connections: Option<u32>,
     /// How long a request waits for a pooled connection before answering 503.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub db_acquire_timeout: Duration,
@@ -395,12 +396,25 @@ pub struct PoolConfig {
     pub statement_timeout: Duration,
 }
 
-impl Default for PoolConfig {
-    fn default() -> Self {
+impl PoolConfig {
+    /// The defaults for `database`.
+    pub fn for_database(database: &DatabaseConfig) -> Self {
         Self {
-            max_connections: 10,
+            max_connections: Self::default_max_connections(database),
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// `DB_MAX_CONNECTIONS` when unset. SQLite writes one transaction at a time and reads run
+    /// on the CPUs, so connections beyond their number add no throughput, while each keeps
+    /// its own page cache and worker thread (about 5 MB under a search load).
+    pub fn default_max_connections(database: &DatabaseConfig) -> u32 {
+        match database {
+            DatabaseConfig::Postgres(_) => 10,
+            DatabaseConfig::Sqlite { .. } => std::thread::available_parallelism()
+                .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+                .clamp(2, 1000),
         }
     }
 }
@@ -417,8 +431,8 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     pub fn new(database: DatabaseConfig) -> Self {
         Self {
+            pool: PoolConfig::for_database(&database),
             database,
-            pool: PoolConfig::default(),
             password_check_interval: Duration::from_secs(5),
         }
     }
@@ -428,14 +442,19 @@ impl TryFrom<DatabaseArgs> for DatabaseSettings {
     type Error = ConfigError;
 
     fn try_from(args: DatabaseArgs) -> Result<Self, ConfigError> {
-        let pool = PoolConfig {
-            max_connections: args.db_max_connections,
-            acquire_timeout: args.db_acquire_timeout,
-            statement_timeout: args.db_statement_timeout,
-        };
+        let max_connections = args.db_max_connections;
+        let (acquire_timeout, statement_timeout) =
+            (args.db_acquire_timeout, args.db_statement_timeout);
         let password_check_interval = args.db_password_check_interval;
+        let database = database_config(args)?;
+        let pool = PoolConfig {
+            max_connections: max_connections
+                .unwrap_or_else(|| PoolConfig::default_max_connections(&database)),
+            acquire_timeout,
+            statement_timeout,
+        };
         Ok(Self {
-            database: database_config(args)?,
+            database,
             pool,
             password_check_interval,
         })
@@ -697,6 +716,21 @@ mod tests {
     fn no_database_settings_means_sqlite_in_the_data_dir() {
         let config = database_config(args()).map(|c| c.to_string());
         assert_eq!(config.ok().as_deref(), Some("sqlite://./data/tasks.db"));
+    }
+
+    #[test]
+    fn the_pool_size_defaults_by_backend_and_an_explicit_one_wins() {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        let sqlite = DatabaseSettings::try_from(args()).map(|s| s.pool.max_connections);
+        assert_eq!(sqlite.ok(), u32::try_from(cpus).ok());
+        let mut postgres = args();
+        postgres.database_url = Some("postgres://taskuser@task-db:5432/taskmanager".into());
+        let postgres = DatabaseSettings::try_from(postgres).map(|s| s.pool.max_connections);
+        assert_eq!(postgres.ok(), Some(10));
+        let mut explicit = args();
+        explicit.db_max_connections = Some(7);
+        let explicit = DatabaseSettings::try_from(explicit).map(|s| s.pool.max_connections);
+        assert_eq!(explicit.ok(), Some(7));
     }
 
     #[test]

@@ -331,17 +331,23 @@ impl SqliteStore {
     ) -> Result<ListedRows, StorageError> {
         let mut tx = conn.begin().await?;
         let mut page = QueryBuilder::<Sqlite>::new("");
-        push_matches(&mut page, filters);
-        page.push(format!(
-            "SELECT {COLUMNS}, (SELECT total FROM counted) AS total FROM matches"
-        ));
+        push_matches(&mut page, query, filters);
+        // The page is chosen among the matches' keys, then its rows are read: the matches
+        // never hold whole rows (10,000 descriptions would be megabytes per search).
+        page.push(", page AS (SELECT id AS page_id FROM matches");
         push_page_bounds(&mut page, query, " WHERE ");
+        let dir = query.order.keyword();
+        page.push(format!(
+            ") SELECT {COLUMNS}, (SELECT total FROM counted) AS total \
+             FROM page CROSS JOIN tasks ON tasks.id = page_id ORDER BY {} {dir}, id {dir}",
+            query.sort.column()
+        ));
         let mut rows: Vec<ListRow> = page.build_query_as().fetch_all(&mut *tx).await?;
         let total = match rows.first() {
             Some(first) => first.total,
             None => {
                 let mut count = QueryBuilder::<Sqlite>::new("");
-                push_matches(&mut count, filters);
+                push_matches(&mut count, query, filters);
                 count.push("SELECT total FROM counted");
                 count.build_query_scalar().fetch_one(&mut *tx).await?
             }
@@ -591,10 +597,16 @@ fn push_filters_after<'a>(
 /// [`SEARCH_TOTAL_CAP`], and their count. With trigrams, the index streams candidates and
 /// LIKE checks each (the index folds case more widely than LIKE); a short term is a scan that
 /// stops at the cap.
-fn push_matches<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) {
-    qb.push(format!(
-        "WITH matches AS MATERIALIZED (SELECT {COLUMNS} FROM "
-    ));
+fn push_matches<'a>(qb: &mut QueryBuilder<'a, Sqlite>, query: &ListQuery, filters: &Filters<'a>) {
+    // Only what the page bounds need: the id and the sort key.
+    let key = query.sort.column();
+    if key == "id" {
+        qb.push("WITH matches AS MATERIALIZED (SELECT tasks.id FROM ");
+    } else {
+        qb.push(format!(
+            "WITH matches AS MATERIALIZED (SELECT tasks.id, tasks.{key} FROM "
+        ));
+    }
     if let Some(trigrams) = &filters.trigrams {
         // A join led by the index (CROSS JOIN fixes the order), not `id IN (…)`, which would
         // collect every candidate before checking the first.

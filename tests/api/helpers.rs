@@ -134,6 +134,18 @@ pub async fn spawn_app_unready(config: Config) -> TestApp {
 }
 
 impl TestApp {
+    /// The pool size the server should have chosen with `DB_MAX_CONNECTIONS` unset: 10 on
+    /// PostgreSQL, the CPU count (at least 2) on SQLite.
+    pub fn default_pool_size(&self) -> f64 {
+        match self.database {
+            OwnedDatabase::Sqlite(_) => std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get)
+                .max(2) as f64,
+            OwnedDatabase::Postgres(_) => 10.0,
+            OwnedDatabase::External => panic!("the test chose the database: it knows the pool"),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -184,7 +184,10 @@ pub async fn metrics_after_a_known_sequence_are_exact(backend: Backend) {
     assert!(acquired >= 9.0, "{acquired} acquisitions");
     assert_eq!(m.value("db_pool_acquire_timeouts_total", &[]), Some(0.0));
     assert_eq!(m.value("database_up", &[]), Some(1.0));
-    assert_eq!(m.value("db_pool_max_connections", &[]), Some(10.0));
+    assert_eq!(
+        m.value("db_pool_max_connections", &[]),
+        Some(app.default_pool_size())
+    );
     let in_use = m
         .value("db_pool_connections", &[("state", "in_use")])
         .unwrap();

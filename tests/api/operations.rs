@@ -86,7 +86,7 @@ pub async fn metrics_count_requests_by_route_template_and_status(app: TestApp) {
             r#"http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/tasks",status="201"}"#,
             2.0,
         ),
-        ("db_pool_max_connections", 10.0),
+        ("db_pool_max_connections", app.default_pool_size()),
     ];
     for (series, wanted) in expect {
         assert_eq!(value(series), Some(wanted), "{series} in\n{text}");
