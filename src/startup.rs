@@ -201,6 +201,9 @@ async fn prepare_schema(state: AppState, migrate: bool, backup_dir: Option<PathB
             Ok(status) if status.is_current() => {
                 state.mark_schema_ready();
                 tracing::info!(schema_version = status.expected, "database ready");
+                if migrate {
+                    finish_deferred_indexes(db).await;
+                }
                 return;
             }
             Ok(status) => tracing::warn!(
@@ -226,6 +229,23 @@ async fn prepare_schema(state: AppState, migrate: bool, backup_dir: Option<PathB
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
+}
+
+/// Builds the indexes a restore left for after its commit and did not finish (it was killed,
+/// or its builds failed). The service is ready meanwhile: listings and searches scan until
+/// they exist.
+async fn finish_deferred_indexes(db: &Database) {
+    match db.build_deferred_indexes().await {
+        Ok(built) if !built.is_empty() => {
+            tracing::info!(indexes = ?built, "indexes deferred by a restore are built");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(
+            error = %error_chain(&e),
+            "cannot build the indexes a restore deferred: listings and searches scan the \
+             table; restart the service to try again"
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The backup, restore and drill commands: run the work, print what operators read.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use chrono::Utc;
 use indicatif::{HumanBytes, HumanDuration};
@@ -11,6 +12,7 @@ use crate::backup::{self, BackupError, RetentionPolicy};
 use crate::config::DatabaseSettings;
 use crate::startup;
 use crate::storage::{Database, password_reload};
+use crate::telemetry::error_chain;
 
 fn failed(error: &(dyn std::error::Error + 'static)) -> CliError {
     CliError::failed(error)
@@ -79,8 +81,13 @@ pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Re
     };
     let db = connect(&settings)?;
     let outcome = backup::restore(&db, &path, args.force).await;
-    db.close().await;
-    let outcome = outcome.map_err(|e| failed(&e))?;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            db.close().await;
+            return Err(failed(&e));
+        }
+    };
     println!(
         "restored {} tasks into {} from {}",
         outcome.rows,
@@ -95,6 +102,26 @@ pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Re
         outcome.header.schema_version,
         outcome.duration.as_secs_f64()
     );
+    // The tasks are committed and served from here on; their indexes follow.
+    let started = Instant::now();
+    let built = db.build_deferred_indexes().await;
+    db.close().await;
+    match built {
+        Ok(built) if !built.is_empty() => println!(
+            "  indexes rebuilt after the commit ({}) in {:.2} s",
+            built.join(", "),
+            started.elapsed().as_secs_f64()
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            return Err(CliError::Failed(format!(
+                "the tasks are restored, but rebuilding their indexes failed \
+                 (the service retries at its next start; listings and searches are slower \
+                 until then): {}",
+                error_chain(&e)
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -470,6 +470,17 @@ impl Database {
         on_connection!(self, import(batches, replace)).await
     }
 
+    /// Builds the indexes a restore left for after its commit (PostgreSQL's secondary indexes;
+    /// SQLite rebuilds everything inside its restore, so has none), waiting for any other
+    /// process building them first. Runs as long as the builds take: no call timeout.
+    /// Returns the names of the indexes built.
+    pub async fn build_deferred_indexes(&self) -> Result<Vec<String>, StorageError> {
+        match &self.backend {
+            Backend::Postgres(s) => s.build_deferred_indexes().await,
+            Backend::Sqlite(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Creates an empty database beside this one on the same server (PostgreSQL only).
     pub async fn create_sibling_database(&self, name: &str) -> Result<(), StorageError> {
         match &self.backend {

@@ -29,6 +29,9 @@ const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 /// A pooled connection idle this long is pinged before use.
 const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
+/// The advisory lock held while deferred indexes are built ("taskidx" in ASCII).
+const DEFERRED_BUILDS_LOCK: i64 = 0x0074_6173_6b69_6478;
+
 /// A task of a listing, with the listing's total beside it.
 #[derive(FromRow)]
 struct ListRow {
@@ -177,6 +180,87 @@ impl PgStore {
         // Closing politely is a courtesy to the server; the outcome is what matters.
         let _ = conn.close().await;
         outcome?;
+        Ok(())
+    }
+
+    /// Builds the indexes a restore deferred (see the `deferred_index_builds` migration), one
+    /// at a time and CONCURRENTLY, so that writers go on meanwhile; each leaves the list once
+    /// built. One process builds at a time: the others wait for its advisory lock, then find
+    /// what it left (nothing, unless it died). An INVALID index left by a build that died is
+    /// dropped and built again. Returns the names of the indexes built.
+    pub(super) async fn build_deferred_indexes(&self) -> Result<Vec<String>, StorageError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let outcome = Self::build_deferred_on(&mut conn).await;
+        // Closing ends the session, and its advisory lock with it.
+        let _ = conn.close().await;
+        outcome
+    }
+
+    async fn build_deferred_on(conn: &mut PgConnection) -> Result<Vec<String>, StorageError> {
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
+        // Room to sort each index in memory.
+        sqlx::query("SET maintenance_work_mem = '256MB'")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(DEFERRED_BUILDS_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let mut built = Vec::new();
+        // Until none is left: a restore may defer more while these build.
+        loop {
+            let pending: Option<(String, String)> = sqlx::query_as(
+                // The listings' btree indexes first: they take seconds, the trigram ones
+                // most of a minute at a million tasks.
+                "SELECT name, definition FROM deferred_index_builds \
+                 ORDER BY definition LIKE '% USING gin %', name LIMIT 1",
+            )
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some((name, definition)) = pending else {
+                return Ok(built);
+            };
+            Self::build_deferred_index(conn, &name, &definition).await?;
+            built.push(name);
+        }
+    }
+
+    async fn build_deferred_index(
+        conn: &mut PgConnection,
+        name: &str,
+        definition: &str,
+    ) -> Result<(), StorageError> {
+        let concurrent = definition
+            .strip_prefix("CREATE INDEX ")
+            .map(|rest| format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {rest}"))
+            .ok_or_else(|| {
+                StorageError::Corrupt(format!("deferred index {name} is not a plain index"))
+            })?;
+        let invalid: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = 'tasks'::regclass AND c.relname::text = $1 AND NOT i.indisvalid)",
+        )
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?;
+        if invalid {
+            tracing::warn!(index = %name, "dropping an index whose deferred build was interrupted");
+            sqlx::query(&format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                quote_identifier(name)
+            ))
+            .execute(&mut *conn)
+            .await?;
+        }
+        let started = Instant::now();
+        sqlx::query(&concurrent).execute(&mut *conn).await?;
+        sqlx::query("DELETE FROM deferred_index_builds WHERE name = $1")
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+        tracing::info!(index = %name, took = ?started.elapsed(), "deferred index built");
         Ok(())
     }
 
@@ -489,10 +573,6 @@ impl PgStore {
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut *tx)
             .await?;
-        // Room to sort each rebuilt index in memory.
-        sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
-            .execute(&mut *tx)
-            .await?;
         // Nobody writes between the emptiness check and the commit.
         sqlx::query("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
             .execute(&mut *tx)
@@ -522,12 +602,16 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
 
-        // Like pg_restore: load first, build secondary indexes after (one sorted build is far
-        // cheaper than a million insertions). Same transaction, so all or nothing still holds.
+        // Load first, index after: one sorted build is far cheaper than a million insertions.
+        // The secondary indexes (all but the primary key, which guards the ids) are dropped
+        // here and recorded in `deferred_index_builds` in this same transaction, so the tasks
+        // come back after the load alone; `build_deferred_indexes` builds them concurrently
+        // after the commit (the trigram ones take several times longer than the load).
         let secondary: Vec<(String, String)> = sqlx::query_as(
-            "SELECT indexname::text, indexdef FROM pg_indexes \
-             WHERE schemaname = current_schema() AND tablename = 'tasks' \
-             AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = 'tasks'::regclass)",
+            "SELECT c.relname::text, pg_get_indexdef(c.oid) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = 'tasks'::regclass \
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -571,8 +655,16 @@ impl PgStore {
         buffer.extend_from_slice(&(-1_i16).to_be_bytes());
         copy.send(buffer).await?;
         copy.finish().await?;
-        for (_, definition) in &secondary {
-            sqlx::query(definition).execute(&mut *tx).await?;
+        for (name, definition) in &secondary {
+            sqlx::query(
+                "INSERT INTO deferred_index_builds (name, definition) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET definition = EXCLUDED.definition, \
+                 deferred_at = now()",
+            )
+            .bind(name)
+            .bind(definition)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("SELECT task_counts_rebuild()")
             .execute(&mut *tx)
