@@ -20,6 +20,8 @@ pub enum StorageError {
     /// The response to remember for an idempotency key could not be encoded (a bug).
     #[error("cannot encode the response to remember")]
     Encode(#[source] serde_json::Error),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
     #[error("cannot create the data directory {path}")]

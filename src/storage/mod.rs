@@ -7,6 +7,7 @@ mod error;
 mod lent;
 mod observe;
 pub mod password_reload;
+mod pg_pool;
 mod postgres;
 mod sqlite;
 
@@ -181,20 +182,22 @@ macro_rules! on_connection {
                     // An abandoned call most likely met an unreachable server: its siblings
                     // are suspect too.
                     let mut conn = lent::LentConnection::new(
-                        $self.acquire(store.pool()).await?,
+                        $self.acquire(store.acquire()).await?,
                         || store.note_connection_lost(),
                     );
                     let result = postgres::PgStore::$f(&mut conn, $($arg),*).await;
-                    conn.finish();
+                    conn.finish(result.is_ok());
                     if result.as_ref().is_err_and(|e| e.is_connection_lost()) {
                         store.note_connection_lost();
                     }
                     result
                 }
                 Backend::Sqlite(store) => {
-                    let mut conn = lent::LentConnection::new($self.acquire(store.pool()).await?, || {});
+                    let mut conn =
+                        lent::LentConnection::new($self.acquire(store.pool().acquire()).await?, || {});
                     let result = sqlite::SqliteStore::$f(&mut conn, $($arg),*).await;
-                    conn.finish();
+                    // sqlx's pool settles a failed call's connection as it takes it back.
+                    conn.finish(true);
                     result
                 }
             }
@@ -230,7 +233,7 @@ impl Database {
     pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self, StorageError> {
         let (backend, migrator) = match &settings.database {
             DatabaseConfig::Postgres(pg) => (
-                Backend::Postgres(postgres::PgStore::connect_lazy(pg, &settings.pool)),
+                Backend::Postgres(postgres::PgStore::connect_lazy(pg, &settings.pool)?),
                 &postgres::MIGRATOR,
             ),
             DatabaseConfig::Sqlite { path } => (
@@ -279,12 +282,12 @@ impl Database {
 
     /// Takes a connection from the pool, timing the wait; a timeout keeps its usual mapping
     /// (unavailable, so HTTP 503).
-    async fn acquire<DB: sqlx::Database>(
+    async fn acquire<C>(
         &self,
-        pool: &sqlx::Pool<DB>,
-    ) -> Result<sqlx::pool::PoolConnection<DB>, StorageError> {
+        acquire: impl Future<Output = Result<C, sqlx::Error>>,
+    ) -> Result<C, StorageError> {
         let started = Instant::now();
-        let result = pool.acquire().await;
+        let result = acquire.await;
         self.metrics.acquired(
             started.elapsed(),
             matches!(result, Err(sqlx::Error::PoolTimedOut)),

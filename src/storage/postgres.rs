@@ -1,16 +1,15 @@
 //! PostgreSQL storage. Timestamps are `timestamptz` at millisecond precision (set by the caller).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::PgConnection;
 use sqlx::{Connection, FromRow, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
+use super::pg_pool::{self, PgConnector, PgPool, PgPooled};
 use super::{
     CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, ListedRows, PURGE_BATCH,
     PoolStats, SchemaStatus, StorageError, StoredResponse, schema_status, send_in_batches,
@@ -25,9 +24,6 @@ use crate::domain::{
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
-
-/// A pooled connection idle this long is pinged before use.
-const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
 /// The advisory lock held while deferred indexes are built ("taskidx" in ASCII).
 const DEFERRED_BUILDS_LOCK: i64 = 0x0074_6173_6b69_6478;
@@ -69,98 +65,51 @@ impl TryFrom<Row> for Task {
 pub(super) struct PgStore {
     pool: PgPool,
     max_connections: u32,
-    losses: Arc<ConnectionLosses>,
-}
-
-/// When a pooled connection was last found dead, so that the pool checks connections before
-/// use for a while after.
-#[derive(Debug)]
-struct ConnectionLosses {
-    started: Instant,
-    /// Milliseconds after `started`; `u64::MAX` while none was lost.
-    last_ms: AtomicU64,
-}
-
-impl ConnectionLosses {
-    /// How long after a loss every connection is checked before use.
-    const WATCH: Duration = Duration::from_secs(5);
-
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            last_ms: AtomicU64::new(u64::MAX),
-        }
-    }
-
-    fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
-    }
-
-    fn note(&self) {
-        self.last_ms.store(self.elapsed_ms(), Ordering::Relaxed);
-    }
-
-    fn recent(&self) -> bool {
-        let last = self.last_ms.load(Ordering::Relaxed);
-        last != u64::MAX
-            && self.elapsed_ms().saturating_sub(last)
-                < u64::try_from(Self::WATCH.as_millis()).unwrap_or(u64::MAX)
-    }
+    acquire_timeout: Duration,
 }
 
 impl PgStore {
-    pub(super) fn connect_lazy(config: &PostgresConfig, pool: &PoolConfig) -> Self {
+    pub(super) fn connect_lazy(
+        config: &PostgresConfig,
+        pool: &PoolConfig,
+    ) -> Result<Self, StorageError> {
         let statement_timeout = pool.statement_timeout.as_millis().to_string();
         let options = config
             .connect_options()
             .options([("statement_timeout", statement_timeout.as_str())]);
-        let losses = Arc::new(ConnectionLosses::new());
-        let pg_pool = PgPoolOptions::new()
-            .max_connections(pool.max_connections)
-            .min_connections(0)
-            .acquire_timeout(pool.acquire_timeout)
-            // A restarted server leaves dead connections in the pool: check the ones that sat
-            // idle, where a dead one can hide. A busy connection needs no check (its last
-            // release just tested it), and skipping it saves a round trip per request.
-            // After a connection was found dead, check every one for a while: its siblings
-            // likely died with it.
-            .test_before_acquire(false)
-            .before_acquire({
-                let losses = Arc::clone(&losses);
-                move |conn, meta| {
-                    let check = meta.idle_for >= IDLE_BEFORE_CHECK || losses.recent();
-                    Box::pin(async move {
-                        if check {
-                            conn.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                }
-            })
-            .connect_lazy_with(options);
-        Self {
+        let pg_pool = PgPool::builder(PgConnector::new(options, pool.acquire_timeout))
+            .max_size(usize::try_from(pool.max_connections).unwrap_or(usize::MAX))
+            .build()
+            .map_err(|e| StorageError::Pool(e.to_string()))?;
+        Ok(Self {
             pool: pg_pool,
             max_connections: pool.max_connections,
-            losses,
-        }
+            acquire_timeout: pool.acquire_timeout,
+        })
     }
 
     /// Replaces the password of the pool's connect options; the statement timeout and every
     /// other option stay.
     pub(super) fn set_password(&self, password: &SecretString) {
-        let options = (*self.pool.connect_options())
-            .clone()
-            .password(password.expose_secret());
-        self.pool.set_connect_options(options);
+        self.pool
+            .manager()
+            .update_options(|options| options.password(password.expose_secret()));
     }
 
-    pub(super) fn pool(&self) -> &PgPool {
-        &self.pool
+    /// A connection from the pool, within the acquire timeout.
+    pub(super) async fn acquire(&self) -> Result<PgPooled, sqlx::Error> {
+        pg_pool::acquire(&self.pool, self.acquire_timeout).await
+    }
+
+    /// A connection of its own, outside the pool: for work that outlasts any request or
+    /// changes session settings.
+    async fn detached(&self) -> Result<PgConnection, StorageError> {
+        Ok(PgPooled::take(self.acquire().await?))
     }
 
     /// A call found its connection dead: check connections before use for a while.
     pub(super) fn note_connection_lost(&self) {
-        self.losses.note();
+        self.pool.manager().note_connection_lost();
     }
 
     pub(super) async fn ping(conn: &mut PgConnection) -> Result<(), StorageError> {
@@ -169,17 +118,21 @@ impl PgStore {
     }
 
     pub(super) async fn migrate(&self, migrator: &Migrator) -> Result<(), StorageError> {
-        self.drop_abandoned_index_builds().await?;
         // Building an index over a large table takes far longer than any request may: lift
         // the statement timeout on a connection of its own, which never returns to the pool.
-        let mut conn = self.pool.acquire().await?.detach();
-        sqlx::query("SET statement_timeout = 0")
-            .execute(&mut conn)
-            .await?;
-        let outcome = migrator.run_direct(&mut conn).await;
+        let mut conn = self.detached().await?;
+        let outcome = Self::migrate_on(&mut conn, migrator).await;
         // Closing politely is a courtesy to the server; the outcome is what matters.
         let _ = conn.close().await;
-        outcome?;
+        outcome
+    }
+
+    async fn migrate_on(conn: &mut PgConnection, migrator: &Migrator) -> Result<(), StorageError> {
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
+        Self::drop_abandoned_index_builds(conn).await?;
+        migrator.run_direct(&mut *conn).await?;
         Ok(())
     }
 
@@ -189,7 +142,7 @@ impl PgStore {
     /// what it left (nothing, unless it died). An INVALID index left by a build that died is
     /// dropped and built again. Returns the names of the indexes built.
     pub(super) async fn build_deferred_indexes(&self) -> Result<Vec<String>, StorageError> {
-        let mut conn = self.pool.acquire().await?.detach();
+        let mut conn = self.detached().await?;
         let outcome = Self::build_deferred_on(&mut conn).await;
         // Closing ends the session, and its advisory lock with it.
         let _ = conn.close().await;
@@ -267,19 +220,19 @@ impl PgStore {
     /// Drops the INVALID indexes that an interrupted `CREATE INDEX CONCURRENTLY` leaves on
     /// `tasks`, unless a build is still running, so that its migration (which is not recorded
     /// until it succeeds) builds it anew instead of skipping it with `IF NOT EXISTS`.
-    async fn drop_abandoned_index_builds(&self) -> Result<(), StorageError> {
+    async fn drop_abandoned_index_builds(conn: &mut PgConnection) -> Result<(), StorageError> {
         let abandoned: Vec<String> = sqlx::query_scalar(
             "SELECT quote_ident(c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
              WHERE i.indrelid = to_regclass('tasks') AND NOT i.indisvalid \
              AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p \
                              WHERE p.relid = i.indrelid)",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         for index in abandoned {
             tracing::warn!(%index, "dropping an index whose concurrent build was interrupted");
             sqlx::query(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
         }
         Ok(())
@@ -685,8 +638,7 @@ impl PgStore {
 
     pub(super) async fn create_database(&self, name: &str) -> Result<(), StorageError> {
         let statement = format!("CREATE DATABASE {}", quote_identifier(name));
-        sqlx::query(&statement).execute(&self.pool).await?;
-        Ok(())
+        self.execute_alone(&statement).await
     }
 
     pub(super) async fn drop_database(&self, name: &str) -> Result<(), StorageError> {
@@ -694,20 +646,30 @@ impl PgStore {
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_identifier(name)
         );
-        sqlx::query(&statement).execute(&self.pool).await?;
+        self.execute_alone(&statement).await
+    }
+
+    /// Runs one statement on a connection of its own, closed after.
+    async fn execute_alone(&self, statement: &str) -> Result<(), StorageError> {
+        let mut conn = self.detached().await?;
+        let outcome = sqlx::query(statement).execute(&mut conn).await;
+        let _ = conn.close().await;
+        outcome?;
         Ok(())
     }
 
     pub(super) fn pool_stats(&self) -> PoolStats {
+        let status = self.pool.status();
         PoolStats {
-            size: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            size: u32::try_from(status.size).unwrap_or(u32::MAX),
+            idle: u32::try_from(status.available).unwrap_or(u32::MAX),
             max: self.max_connections,
         }
     }
 
+    /// Closes the pool: idle connections are closed now, lent ones as they come back.
     pub(super) async fn close(&self) {
-        self.pool.close().await;
+        self.pool.close();
     }
 }
 

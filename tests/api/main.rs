@@ -50,6 +50,7 @@ mod metrics;
 mod migrations;
 mod operations;
 mod outage;
+mod pool;
 mod process;
 mod properties;
 mod rotation;
