@@ -92,9 +92,13 @@ if [ "$(id -u)" = 0 ]; then id postgres >/dev/null 2>&1 || die "running as root 
 if [ -n "${TASK_API_BIN:-}" ]; then
   [ -x "$TASK_API_BIN" ] || die "TASK_API_BIN is not an executable: $TASK_API_BIN"
 else
-  echo "building the release binary..."
-  cargo build --release --locked --quiet -p task-api || die "cargo build --release --locked -p task-api failed"
-  TASK_API_BIN=target/release/task-api
+  # The binary the image ships, built as the Dockerfile builds it (statically linked), so the
+  # memory figures are the container's: a dynamically linked build also maps libc and libm.
+  TARGET=$(rustc -vV | sed -n 's/^host: //p')
+  echo "building the release binary (static, as in the image)..."
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --quiet -p task-api --target "$TARGET" ||
+    die "cargo build --release --locked -p task-api --target $TARGET failed"
+  TASK_API_BIN=target/$TARGET/release/task-api
 fi
 START=$SECONDS
 

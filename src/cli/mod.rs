@@ -339,11 +339,14 @@ async fn migrate(settings: DatabaseSettings, backup_dir: Option<PathBuf>) -> Res
             None => None,
         };
         db.migrate().await?;
-        Ok::<_, PreMigrationError>((backup, db.schema_status().await?))
+        // Indexes a restore left for after its commit and did not finish: the schema is the
+        // migration's business, so their builds are too.
+        let built = db.build_deferred_indexes().await?;
+        Ok::<_, PreMigrationError>((backup, db.schema_status().await?, built))
     }
     .await;
     db.close().await;
-    let (backup, status) = outcome.map_err(|e| CliError::failed(&e))?;
+    let (backup, status, built) = outcome.map_err(|e| CliError::failed(&e))?;
     match backup {
         Some(b) => println!(
             "backup before migrating: {} ({} tasks)",
@@ -360,6 +363,9 @@ async fn migrate(settings: DatabaseSettings, backup_dir: Option<PathBuf>) -> Res
         settings.database,
         status.applied.unwrap_or_default()
     );
+    if !built.is_empty() {
+        println!("indexes a restore deferred, built: {}", built.join(", "));
+    }
     Ok(())
 }
 

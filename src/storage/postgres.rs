@@ -25,6 +25,9 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 const COLUMNS: &str = "id, title, description, status, created_at, updated_at";
 
+/// How long closing one connection politely may take before it is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The advisory lock held while deferred indexes are built ("taskidx" in ASCII).
 const DEFERRED_BUILDS_LOCK: i64 = 0x0074_6173_6b69_6478;
 
@@ -161,6 +164,8 @@ impl PgStore {
             .bind(DEFERRED_BUILDS_LOCK)
             .execute(&mut *conn)
             .await?;
+        // A build that died left its index INVALID, and `IF NOT EXISTS` would skip it.
+        Self::drop_abandoned_index_builds(conn).await?;
         let mut built = Vec::new();
         // Until none is left: a restore may defer more while these build.
         loop {
@@ -191,22 +196,6 @@ impl PgStore {
             .ok_or_else(|| {
                 StorageError::Corrupt(format!("deferred index {name} is not a plain index"))
             })?;
-        let invalid: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-             WHERE i.indrelid = 'tasks'::regclass AND c.relname::text = $1 AND NOT i.indisvalid)",
-        )
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
-        if invalid {
-            tracing::warn!(index = %name, "dropping an index whose deferred build was interrupted");
-            sqlx::query(&format!(
-                "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                quote_identifier(name)
-            ))
-            .execute(&mut *conn)
-            .await?;
-        }
         let started = Instant::now();
         sqlx::query(&concurrent).execute(&mut *conn).await?;
         sqlx::query("DELETE FROM deferred_index_builds WHERE name = $1")
@@ -667,9 +656,14 @@ impl PgStore {
         }
     }
 
-    /// Closes the pool: idle connections are closed now, lent ones as they come back.
+    /// Closes the pool: idle connections now, each telling the server it is leaving (so a
+    /// `DROP DATABASE` that follows finds no session), lent ones as they come back.
     pub(super) async fn close(&self) {
+        let idle = self.pool.retain(|_, _| false).removed;
         self.pool.close();
+        for conn in idle {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
+        }
     }
 }
 

@@ -279,6 +279,85 @@ async fn search_indexes_a_restore_left_unbuilt_are_built_by_the_service_at_start
     server.drop_database_blocking(&name);
 }
 
+/// A restore whose index builds fail after its commit: the tasks stay restored, the command
+/// says so and exits 1, and `task-api migrate` builds what is left.
+#[tokio::test]
+async fn a_failed_index_build_after_the_commit_exits_1_and_migrate_finishes_the_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (name, url) = pg_database().await;
+    let server = pg::shared();
+    let app = app_on(DatabaseConfig::Postgres(server.config(&name))).await;
+    for title in ["one", "two", "three"] {
+        app.create_ok(title).await;
+    }
+    drop(app);
+    let envs = [("DATABASE_URL", url.as_str()), ("BACKUP_DIR", "backups")];
+    let out = run(dir.path(), &["backup"], &envs).await;
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    // A record no build can satisfy; it sorts first among the btree indexes.
+    sqlx::query(
+        "INSERT INTO deferred_index_builds (name, definition) VALUES ('tasks_broken_idx', \
+         'CREATE INDEX tasks_broken_idx ON public.tasks USING btree (no_such_column)')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let out = run(dir.path(), &["restore", "--latest", "--force"], &envs).await;
+    assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("restored 3 tasks"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("the tasks are restored, but rebuilding their indexes failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("no_such_column"), "{}", out.stderr);
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(tasks, 3);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM deferred_index_builds")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        left, 10,
+        "the broken record and the nine the restore deferred"
+    );
+
+    sqlx::query("DELETE FROM deferred_index_builds WHERE name = 'tasks_broken_idx'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = run(dir.path(), &["migrate"], &envs).await;
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "indexes a restore deferred, built: tasks_created_at_id_idx, \
+             tasks_status_created_at_id_idx, tasks_status_id_idx, tasks_status_title_id_idx, \
+             tasks_status_updated_at_id_idx, tasks_title_id_idx, tasks_updated_at_id_idx, \
+             tasks_description_trgm_idx, tasks_title_trgm_idx"
+        ),
+        "{}",
+        out.stdout
+    );
+    let valid: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_index WHERE indrelid = 'tasks'::regclass AND indisvalid",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(valid, 10, "the primary key and the nine rebuilt");
+    drop(conn);
+    server.drop_database_blocking(&name);
+}
+
 #[tokio::test]
 async fn restore_refuses_a_non_empty_database_without_force_and_replaces_it_with_force() {
     let dir = tempfile::tempdir().unwrap();
@@ -760,7 +839,11 @@ async fn the_drill_restores_into_a_scratch_database_and_drops_it() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!(scratch, 0, "the scratch database was left behind");
+    assert_eq!(
+        scratch, 0,
+        "the scratch database was left behind: {}",
+        out.stderr
+    );
     // The live database was not touched.
     let live = app_on(DatabaseConfig::Postgres(server.config(&name))).await;
     assert_eq!(live.total().await, 50);
