@@ -1,11 +1,12 @@
-//! A pooled connection lent to one storage call, retired rather than reused when the call is
-//! abandoned.
+//! A pooled connection lent to one storage call, retired (closed) rather than reused when the
+//! call is abandoned or, on PostgreSQL, fails.
 //!
 //! A call is abandoned when its timeout fires or its request goes away. Its connection may then
-//! be mid-protocol, or waiting on a server that no longer answers (a network cut leaves the
-//! socket open with nobody at the other end). Reused, it would hang its next call, and sqlx's
-//! pool would check it with a round trip that has no time limit, holding its pool slot until
-//! the kernel gave up on the socket, many minutes later. Retired, its slot is free at once.
+//! be mid-protocol, inside a transaction, or waiting on a server that no longer answers (a
+//! network cut leaves the socket open with nobody at the other end). Reused, it would hang its
+//! next call or keep its transaction's locks until then; sqlx's pool would check it with a
+//! round trip that has no time limit, holding its pool slot until the kernel gave up on the
+//! socket, many minutes later. Retired, its session ends and its slot is free at once.
 
 use std::ops::{Deref, DerefMut};
 
@@ -33,26 +34,20 @@ impl Retire for PgPooled {
     }
 }
 
-pub(super) struct LentConnection<C: Retire, F: FnOnce()> {
+pub(super) struct LentConnection<C: Retire> {
     /// `Some` from `new` until `finish` or drop takes it.
     conn: Option<C>,
-    /// Runs if the call never finished; `None` once it did.
-    on_abandon: Option<F>,
 }
 
-impl<C: Retire, F: FnOnce()> LentConnection<C, F> {
-    pub(super) fn new(conn: C, on_abandon: F) -> Self {
-        Self {
-            conn: Some(conn),
-            on_abandon: Some(on_abandon),
-        }
+impl<C: Retire> LentConnection<C> {
+    pub(super) fn new(conn: C) -> Self {
+        Self { conn: Some(conn) }
     }
 
     /// The call got its answer: the connection goes back to the pool, unless `reusable` is
     /// false (the call failed, so the connection may hold a transaction whose rollback was
     /// only queued, or be dead).
     pub(super) fn finish(mut self, reusable: bool) {
-        self.on_abandon = None;
         if let Some(conn) = self.conn.take() {
             if reusable {
                 drop(conn);
@@ -63,18 +58,16 @@ impl<C: Retire, F: FnOnce()> LentConnection<C, F> {
     }
 }
 
-impl<C: Retire, F: FnOnce()> Drop for LentConnection<C, F> {
+/// Still lent when dropped: the call was abandoned.
+impl<C: Retire> Drop for LentConnection<C> {
     fn drop(&mut self) {
-        if let Some(on_abandon) = self.on_abandon.take() {
-            if let Some(conn) = self.conn.take() {
-                conn.retire();
-            }
-            on_abandon();
+        if let Some(conn) = self.conn.take() {
+            conn.retire();
         }
     }
 }
 
-impl<C: Retire, F: FnOnce()> Deref for LentConnection<C, F> {
+impl<C: Retire> Deref for LentConnection<C> {
     type Target = C;
 
     fn deref(&self) -> &Self::Target {
@@ -85,7 +78,7 @@ impl<C: Retire, F: FnOnce()> Deref for LentConnection<C, F> {
     }
 }
 
-impl<C: Retire, F: FnOnce()> DerefMut for LentConnection<C, F> {
+impl<C: Retire> DerefMut for LentConnection<C> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         match &mut self.conn {
             Some(conn) => conn,

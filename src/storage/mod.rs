@@ -179,12 +179,7 @@ macro_rules! on_connection {
         async {
             match &$self.backend {
                 Backend::Postgres(store) => {
-                    // An abandoned call most likely met an unreachable server: its siblings
-                    // are suspect too.
-                    let mut conn = lent::LentConnection::new(
-                        $self.acquire(store.acquire()).await?,
-                        || store.note_connection_lost(),
-                    );
+                    let mut conn = lent::LentConnection::new($self.acquire(store.acquire()).await?);
                     let result = postgres::PgStore::$f(&mut conn, $($arg),*).await;
                     conn.finish(result.is_ok());
                     if result.as_ref().is_err_and(|e| e.is_connection_lost()) {
@@ -193,8 +188,7 @@ macro_rules! on_connection {
                     result
                 }
                 Backend::Sqlite(store) => {
-                    let mut conn =
-                        lent::LentConnection::new($self.acquire(store.pool().acquire()).await?, || {});
+                    let mut conn = lent::LentConnection::new($self.acquire(store.pool().acquire()).await?);
                     let result = sqlite::SqliteStore::$f(&mut conn, $($arg),*).await;
                     // sqlx's pool settles a failed call's connection as it takes it back.
                     conn.finish(true);
@@ -273,9 +267,17 @@ impl Database {
         &self,
         call: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        let result = tokio::time::timeout(self.call_timeout, call)
-            .await
-            .unwrap_or(Err(StorageError::TimedOut));
+        let result = match tokio::time::timeout(self.call_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Past both the pool's and the server's own time limits, the server is most
+                // likely unreachable, and the dropped call's siblings suspect too.
+                if let Backend::Postgres(store) = &self.backend {
+                    store.note_connection_lost();
+                }
+                Err(StorageError::TimedOut)
+            }
+        };
         self.metrics.call_finished(&result);
         result
     }
