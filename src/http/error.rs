@@ -126,6 +126,24 @@ pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
+/// The answer of every `/tasks` operation when `API_TOKENS_FILE` is set and the request
+/// carries no valid token: declared once, referenced by each operation's document.
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "API_TOKENS_FILE is set and no valid token was given",
+    headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
+)]
+pub struct Unauthorized(pub ErrorEnvelope);
+
+/// The answer of every `/tasks` operation while the database is away or the service is at its
+/// concurrency limit.
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "Database unavailable, or too many requests at once",
+    headers(("Retry-After" = String, description = "Seconds to wait before retrying"))
+)]
+pub struct Unavailable(pub ErrorEnvelope);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable snake_case code.

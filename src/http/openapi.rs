@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::error::{ErrorBody, ErrorEnvelope};
+use super::error::{ErrorBody, ErrorEnvelope, Unauthorized, Unavailable};
 use super::health::{HealthReport, ProbeReport};
 use super::model::{
     Pagination, TaskEnvelope, TaskInput, TaskListEnvelope, TaskPatch, TaskView, TitleText,
@@ -30,10 +30,13 @@ use crate::domain::TaskStatus;
         tasks::patch_task, tasks::delete_task,
         health::health, health::livez, health::readyz, metrics::metrics, openapi_json,
     ),
-    components(schemas(
-        TaskView, TaskStatus, TaskInput, TaskPatch, TitleText, TaskEnvelope, TaskListEnvelope, Pagination,
-        ErrorEnvelope, ErrorBody, HealthReport, ProbeReport,
-    )),
+    components(
+        schemas(
+            TaskView, TaskStatus, TaskInput, TaskPatch, TitleText, TaskEnvelope, TaskListEnvelope,
+            Pagination, ErrorEnvelope, ErrorBody, HealthReport, ProbeReport,
+        ),
+        responses(Unauthorized, Unavailable),
+    ),
     modifiers(&BearerSchemes, &PatchNeedsAField),
     tags(
         (name = "tasks", description = "Create, read, update and delete tasks"),

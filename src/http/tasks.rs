@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::conditional::{IfMatch, IfNoneMatch, Precondition, etag_header};
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{ApiError, ErrorEnvelope, Unauthorized, Unavailable};
 use super::extract::{JsonBody, JsonBodyBytes, ListParams, ListRequest, TaskIdPath};
 use super::idempotency::{self, IdempotencyKey};
 use super::model::{Pagination, TaskEnvelope, TaskInput, TaskListEnvelope, TaskPatch};
@@ -42,10 +42,8 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 409, description = "The Idempotency-Key was already used with another body (idempotency_key_reused)", body = ErrorEnvelope),
         (status = 422, description = "Missing or invalid field", body = ErrorEnvelope),
-        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
-         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
-         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn create_task(
@@ -94,10 +92,8 @@ pub async fn create_task(
     responses(
         (status = 200, description = "One page of tasks", body = TaskListEnvelope),
         (status = 400, description = "Invalid query parameter", body = ErrorEnvelope),
-        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
-         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
-         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn list_tasks(
@@ -158,10 +154,8 @@ fn next_page_url(query: &ListQuery, cursor: &str) -> String {
          headers(("ETag" = String, description = "Version of the task"))),
         (status = 400, description = "Id is not a positive integer, or If-None-Match is not text", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
-        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
-         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
-         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn get_task(
@@ -202,10 +196,8 @@ pub async fn get_task(
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Missing or invalid field", body = ErrorEnvelope),
-        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
-         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
-         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn replace_task(
@@ -245,10 +237,8 @@ pub async fn replace_task(
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
         (status = 422, description = "Invalid field or no field given", body = ErrorEnvelope),
-        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
-         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
-         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn patch_task(
@@ -280,10 +270,8 @@ pub async fn patch_task(
         (status = 400, description = "Id is not a positive integer, or If-Match is not text", body = ErrorEnvelope),
         (status = 404, description = "No such task", body = ErrorEnvelope),
         (status = 412, description = "If-Match names a version the task no longer has", body = ErrorEnvelope),
-        (status = 401, description = "API_TOKENS_FILE is set and no valid token was given", body = ErrorEnvelope,
-         headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "Database unavailable, or too many requests at once", body = ErrorEnvelope,
-         headers(("Retry-After" = String, description = "Seconds to wait before retrying"))),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn delete_task(

@@ -270,8 +270,29 @@ async fn the_openapi_document_declares_bearer_security_and_the_idempotency_key()
             security.contains("api_token"),
             "{method} {path}: {security}"
         );
-        assert!(operation["responses"]["401"].is_object(), "{method} {path}");
+        // Declared once, referenced by every operation.
+        assert_eq!(
+            operation["responses"]["401"]["$ref"], "#/components/responses/Unauthorized",
+            "{method} {path}"
+        );
+        assert_eq!(
+            operation["responses"]["503"]["$ref"], "#/components/responses/Unavailable",
+            "{method} {path}"
+        );
     }
+    let responses = &doc["components"]["responses"];
+    assert!(
+        responses["Unauthorized"]["headers"]["WWW-Authenticate"].is_object(),
+        "{responses}"
+    );
+    assert!(
+        responses["Unavailable"]["headers"]["Retry-After"].is_object(),
+        "{responses}"
+    );
+    assert_eq!(
+        responses["Unauthorized"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorEnvelope"
+    );
     assert!(
         doc["paths"]["/metrics"]["get"]["security"]
             .to_string()

@@ -55,5 +55,6 @@ mod process;
 mod properties;
 mod rotation;
 mod slowloris;
+mod tools;
 mod totals;
 mod upgrade;
