@@ -20,6 +20,8 @@ pub mod doctor;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;
+pub mod metrics;
+pub mod readiness;
 pub mod serve;
 pub mod startup;
 pub mod storage;

@@ -6,8 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::pin::Pin;
+
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::backup;
 use crate::backup::pre_migration::{self, PreMigrationError};
@@ -29,6 +32,9 @@ pub enum StartupError {
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
+
+/// One piece of the service's background work.
+type BackgroundJob = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Longest wait between two attempts to reach the database at start.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -88,19 +94,33 @@ impl Application {
         log_effective_config(&config, listener.local_addr().ok());
 
         let stop_serving = CancellationToken::new();
-        let schema = tokio::spawn(prepare_schema(
+        // Background work runs in one tracked set: at shutdown it is stopped together and
+        // awaited, so nothing outlives the server.
+        let background = TaskTracker::new();
+        let stop_background = CancellationToken::new();
+        let run_in_background = |job| {
+            background.spawn(stop_background.clone().run_until_cancelled_owned(job));
+        };
+        run_in_background(Box::pin(prepare_schema(
             state.clone(),
             config.migrate_on_start,
             config
                 .backup_before_migrate
                 .then(|| config.backup_dir.clone()),
-        ));
-        let password_reload = password_reload::spawn(state.db(), &config.db);
-        let task_counts = tokio::spawn(http::metrics::count_tasks_every(
-            state.clone(),
-            config.task_count_refresh,
-        ));
-        let backups = config.backup_schedule.is_enabled().then(|| {
+        )) as BackgroundJob);
+        if let Some(watch) = password_reload::watch(state.db(), &config.db) {
+            run_in_background(Box::pin(watch));
+        }
+        run_in_background(Box::pin({
+            let state = state.clone();
+            let interval = config.task_count_refresh;
+            async move {
+                state.readiness().schema_is_ready().await;
+                let counts = state.metrics().task_counts();
+                counts.refresh_every(state.db(), interval).await;
+            }
+        }));
+        if config.backup_schedule.is_enabled() {
             let state = state.clone();
             let (dir, schedule, policy) = (
                 config.backup_dir.clone(),
@@ -108,11 +128,9 @@ impl Application {
                 config.retention,
             );
             let stopped = stop_serving.clone();
-            tokio::spawn(async move {
+            run_in_background(Box::pin(async move {
                 // Backing up a database whose schema is not ready would only fail.
-                while !state.schema_ready() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                state.readiness().schema_is_ready().await;
                 let observer = state.metrics().backup().clone();
                 backup::schedule::run(
                     state.db().clone(),
@@ -123,8 +141,8 @@ impl Application {
                     stopped.cancelled_owned(),
                 )
                 .await;
-            })
-        });
+            }));
+        }
         tokio::spawn(drain_on(
             shutdown,
             state.clone(),
@@ -149,14 +167,9 @@ impl Application {
                 "shutdown timeout reached: closing the connections still open"
             ),
         }
-        schema.abort();
-        task_counts.abort();
-        if let Some(reload) = password_reload {
-            reload.abort();
-        }
-        if let Some(backups) = backups {
-            backups.abort();
-        }
+        stop_background.cancel();
+        background.close();
+        background.wait().await;
         // Connections still checked out belong to abandoned requests: do not wait long.
         let _ = tokio::time::timeout(Duration::from_secs(1), state.db().close()).await;
         tracing::info!("stopped");
@@ -173,7 +186,7 @@ async fn drain_on(
     stop_serving: CancellationToken,
 ) {
     shutdown.await;
-    state.start_draining();
+    state.readiness().start_draining();
     tracing::info!(drain_delay = ?delay, "shutdown requested: draining");
     tokio::time::sleep(delay).await;
     stop_serving.cancel();
@@ -199,7 +212,7 @@ async fn prepare_schema(state: AppState, migrate: bool, backup_dir: Option<PathB
         };
         match attempt.await {
             Ok(status) if status.is_current() => {
-                state.mark_schema_ready();
+                state.readiness().mark_schema_ready();
                 tracing::info!(schema_version = status.expected, "database ready");
                 if migrate {
                     finish_deferred_indexes(db).await;

@@ -18,13 +18,12 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
-use crate::config::{DatabaseConfig, DatabaseSettings};
+use crate::config::{DatabaseSettings, RetentionPolicy};
 use crate::domain::{self, Task};
 use crate::storage::{BATCH_ROWS, Database, ImportBatch, ImportError, StorageError};
 
 pub use files::{BackupFile, EXTENSION, PREFIX};
 pub use format::{FORMAT_VERSION, Header, Trailer};
-pub use retention::RetentionPolicy;
 
 /// Everything that can go wrong with a backup, each naming the file or directory concerned.
 #[derive(Debug, thiserror::Error)]
@@ -361,49 +360,16 @@ pub async fn drill(
     dir: &Path,
 ) -> Result<DrillReport, BackupError> {
     let backup = create(db, dir).await?;
-    let mut scratch_dir = None;
-    let (scratch_settings, scratch_name) = match &settings.database {
-        DatabaseConfig::Postgres(pg) => {
-            let suffix = uuid::Uuid::new_v4().simple().to_string();
-            let name = format!("{}_drill_{}", pg.database(), &suffix[..12]);
-            db.create_sibling_database(&name).await?;
-            let scratch = DatabaseSettings {
-                database: DatabaseConfig::Postgres(pg.with_database(&name)),
-                pool: settings.pool.clone(),
-                password_check_interval: settings.password_check_interval,
-            };
-            (scratch, name)
-        }
-        DatabaseConfig::Sqlite { .. } => {
-            let temp = tempfile::tempdir().map_err(|e| BackupError::io(Path::new("temp"), e))?;
-            let path = temp.path().join("drill.db");
-            let name = path.display().to_string();
-            scratch_dir = Some(temp);
-            (DatabaseSettings::new(DatabaseConfig::Sqlite { path }), name)
-        }
+    let scratch = db.scratch(settings).await?;
+    let restored = restore(scratch.database(), &backup.path, false).await;
+    let checked = match restored {
+        Ok(outcome) => compare(scratch.database(), &backup.path)
+            .await
+            .map(|differences| (outcome, differences)),
+        Err(e) => Err(e),
     };
-
-    let checked = async {
-        let scratch = Database::connect_lazy(&scratch_settings)?;
-        let restored = restore(&scratch, &backup.path, false).await;
-        let result = match restored {
-            Ok(outcome) => compare(&scratch, &backup.path)
-                .await
-                .map(|differences| (outcome, differences)),
-            Err(e) => Err(e),
-        };
-        scratch.close().await;
-        result
-    }
-    .await;
-
-    // SQLite's scratch file goes with its temporary directory; PostgreSQL's is dropped.
-    if scratch_dir.is_none()
-        && let Err(e) = db.drop_sibling_database(&scratch_name).await
-    {
-        tracing::error!(database = %scratch_name, error = %e, "could not drop the drill's scratch database");
-    }
-    drop(scratch_dir);
+    let scratch_name = scratch.name().to_owned();
+    scratch.discard().await;
     let (restored, differences) = checked?;
     Ok(DrillReport {
         rows: restored.rows,

@@ -5,23 +5,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    pub keep_last: usize,
-    pub keep_daily: usize,
-    pub keep_weekly: usize,
-}
-
-impl Default for RetentionPolicy {
-    /// A week of daily backups, the last few of any day, and a month of weekly ones.
-    fn default() -> Self {
-        Self {
-            keep_last: 7,
-            keep_daily: 7,
-            keep_weekly: 4,
-        }
-    }
-}
+use crate::config::RetentionPolicy;
 
 /// For good backups taken at `times` (newest first), whether each is kept.
 pub fn keep(times: &[DateTime<Utc>], policy: RetentionPolicy) -> Vec<bool> {

@@ -7,9 +7,9 @@ use chrono::Utc;
 use indicatif::{HumanBytes, HumanDuration};
 
 use super::{BackupArgs, BackupsCommand, CliError, RestoreArgs};
-use crate::backup::schedule::{self, LogOnly, Schedule};
-use crate::backup::{self, BackupError, RetentionPolicy};
-use crate::config::DatabaseSettings;
+use crate::backup::schedule::{self, LogOnly};
+use crate::backup::{self, BackupError};
+use crate::config::{DatabaseSettings, RetentionPolicy, Schedule};
 use crate::startup;
 use crate::storage::{Database, password_reload};
 use crate::telemetry::error_chain;
@@ -26,6 +26,8 @@ fn connect(settings: &DatabaseSettings) -> Result<Database, CliError> {
 pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Result<(), CliError> {
     let db = connect(&settings)?;
     let dir = args.dir.backup_dir;
+    // `backup` is one-shot unless its own flags say otherwise: BACKUP_EVERY in a shared
+    // environment file must not turn a cron job's backup into a scheduler.
     let schedule = Schedule {
         every: args.every,
         daily_at: args.at,
@@ -39,19 +41,24 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
             at = ?schedule.daily_at,
             "backup scheduler started"
         );
-        // A long-running scheduler follows password rotations like the API does.
-        let password_reload = password_reload::spawn(&db, &settings);
-        schedule::run(
+        let scheduler = schedule::run(
             db.clone(),
             dir,
             schedule,
             args.retention.into(),
             &LogOnly,
             shutdown,
-        )
-        .await;
-        if let Some(reload) = password_reload {
-            reload.abort();
+        );
+        // A long-running scheduler follows password rotations like the API does; the watch
+        // ends with the scheduler.
+        match password_reload::watch(&db, &settings) {
+            Some(watch) => {
+                tokio::select! {
+                    () = scheduler => {}
+                    () = watch => {}
+                }
+            }
+            None => scheduler.await,
         }
         db.close().await;
         tracing::info!("backup scheduler stopped");

@@ -2,8 +2,7 @@
 //! exit code.
 
 use super::{CliError, DoctorArgs};
-use crate::backup::schedule::Schedule;
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, Schedule};
 use crate::doctor::{self, BackupSettings, DoctorSettings};
 
 /// How the report is printed.
@@ -23,15 +22,12 @@ pub(super) fn settings(args: DoctorArgs) -> Result<(DoctorSettings, Format), Cli
         database: DatabaseSettings::try_from(args.db)?,
         backups: BackupSettings {
             dir: args.dir.backup_dir,
-            schedule: Schedule {
-                every: args.backup_every,
-                daily_at: args.backup_at,
-            },
+            schedule: Schedule::from(args.schedule),
             expected_interval: args.expected_backups.backup_expected_interval,
         },
         timeout: args.timeout,
         requirement: args.require,
-        api_tokens: doctor::api_tokens(args.api_tokens_file.as_deref()),
+        api_tokens: doctor::api_tokens(args.api_tokens.api_tokens_file.as_deref()),
     };
     Ok((settings, format))
 }

@@ -13,10 +13,10 @@ use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backup::pre_migration::{self, PreMigrationError};
-use crate::backup::schedule;
 use crate::config::{
-    BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings, ExpectedBackupArgs,
-    PreMigrationArgs, RetentionArgs, ServerArgs,
+    ApiTokenArgs, BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings,
+    ExpectedBackupArgs, ListenArgs, PreMigrationArgs, RetentionArgs, ScheduleArgs, ServerArgs,
+    parse_daily_time,
 };
 use crate::doctor::Requirement;
 use crate::healthcheck;
@@ -94,20 +94,17 @@ struct DoctorArgs {
     db: DatabaseArgs,
     #[command(flatten)]
     dir: BackupDirArgs,
-    /// The backup interval of this deployment's own scheduler, if it runs one (as `serve`).
-    #[arg(long, env = "BACKUP_EVERY", value_parser = humantime::parse_duration)]
-    backup_every: Option<Duration>,
-    /// The daily backup time of this deployment's own scheduler, if it runs one (as `serve`).
-    #[arg(long, env = "BACKUP_AT", value_parser = schedule::parse_daily_time)]
-    backup_at: Option<chrono::NaiveTime>,
+    /// The schedule `serve` runs backups on, if it does.
+    #[command(flatten)]
+    schedule: ScheduleArgs,
     #[command(flatten)]
     expected_backups: ExpectedBackupArgs,
     /// Rows that decide the exit code: all, none, or a comma-separated list of row ids.
     #[arg(long, env = "DOCTOR_REQUIRE", default_value = "all")]
     require: Requirement,
     /// The API token file `serve` reads; the api_auth row checks it loads.
-    #[arg(long, env = "API_TOKENS_FILE")]
-    api_tokens_file: Option<PathBuf>,
+    #[command(flatten)]
+    api_tokens: ApiTokenArgs,
     /// How long each database probe may take.
     #[arg(long, env = "DOCTOR_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -126,7 +123,7 @@ struct BackupArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     every: Option<Duration>,
     /// Run as a scheduler: a backup every day at HH:MM (UTC).
-    #[arg(long, value_parser = schedule::parse_daily_time)]
+    #[arg(long, value_parser = parse_daily_time)]
     at: Option<chrono::NaiveTime>,
     #[command(flatten)]
     retention: RetentionArgs,
@@ -176,12 +173,9 @@ enum BackupsCommand {
 
 #[derive(Debug, Args)]
 struct HealthcheckArgs {
-    /// Port the server listens on.
-    #[arg(long, env = "PORT", default_value_t = 3000)]
-    port: u16,
-    /// Address the server listens on; 0.0.0.0 and :: are probed through loopback.
-    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
-    bind_address: IpAddr,
+    /// Where the server listens; 0.0.0.0 and :: are probed through loopback.
+    #[command(flatten)]
+    listen: ListenArgs,
     /// Path to probe.
     #[arg(long, default_value = "/health")]
     path: String,
@@ -373,13 +367,13 @@ async fn probe(args: HealthcheckArgs) -> Result<(), CliError> {
     let url = match args.url {
         Some(url) => url,
         None => {
-            let host = match args.bind_address {
+            let host = match args.listen.bind_address {
                 a if a.is_unspecified() && a.is_ipv6() => "[::1]".to_owned(),
                 a if a.is_unspecified() => "127.0.0.1".to_owned(),
                 IpAddr::V6(a) => format!("[{a}]"),
                 IpAddr::V4(a) => a.to_string(),
             };
-            format!("http://{host}:{}{}", args.port, args.path)
+            format!("http://{host}:{}{}", args.listen.port, args.path)
         }
     };
     let uri = url

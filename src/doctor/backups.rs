@@ -9,7 +9,7 @@ use indicatif::HumanBytes;
 use rustix::fs::{Access, StatVfs};
 
 use super::report::{Finding, RowId};
-use crate::backup::schedule::Schedule;
+use crate::config::Schedule;
 use crate::backup::{self, BackupError, BackupFile};
 
 /// The newest backup may be this much older than the interval before the row fails: a run

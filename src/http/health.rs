@@ -135,14 +135,14 @@ pub async fn livez() -> Json<ProbeReport> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ProbeReport>) {
-    let reason = if state.draining() {
+    let reason = if state.readiness().draining() {
         Some("draining")
     } else if !matches!(
         tokio::time::timeout(PROBE_TIMEOUT, state.db().ping()).await,
         Ok(Ok(_))
     ) {
         Some("database_unavailable")
-    } else if !state.schema_ready() {
+    } else if !state.readiness().schema_ready() {
         Some("migrations_pending")
     } else {
         None

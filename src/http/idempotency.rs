@@ -5,7 +5,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -16,9 +16,7 @@ use super::model::TaskEnvelope;
 use crate::domain::Task;
 use crate::storage::{StorageError, StoredResponse};
 
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-/// Set to `true` on a response that repeats an earlier one.
-pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 
 /// Longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;

@@ -5,6 +5,7 @@ mod auth;
 mod conditional;
 pub mod cors;
 pub mod error;
+mod headers;
 mod extract;
 pub mod health;
 pub mod idempotency;
@@ -173,7 +174,7 @@ async fn require_schema(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if state.schema_ready() {
+    if state.readiness().schema_ready() {
         Ok(next.run(request).await)
     } else {
         Err(ApiError::Unavailable(None))

@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 
-use super::metrics::Metrics;
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::storage::Database;
 use crate::tokens::TokenSet;
 
@@ -23,10 +23,7 @@ struct Inner {
     backup_dir: PathBuf,
     metrics: Metrics,
     started: Instant,
-    /// Set once the schema is known to be current; until then task routes answer 503.
-    schema_ready: AtomicBool,
-    /// Set when shutdown begins, so load balancers stop sending traffic (readiness 503).
-    draining: AtomicBool,
+    readiness: Readiness,
     /// Tokens the task routes require; `None` leaves them open.
     api_tokens: Option<TokenSet>,
     /// Tokens `/metrics` requires; `None` leaves it open.
@@ -47,8 +44,7 @@ impl AppState {
                 db,
                 backup_dir: config.backup_dir.clone(),
                 started: Instant::now(),
-                schema_ready: AtomicBool::new(false),
-                draining: AtomicBool::new(false),
+                readiness: Readiness::default(),
                 api_tokens: config.api_tokens.clone(),
                 metrics_tokens: config.metrics_tokens.clone(),
                 idempotency_key_ttl: config.idempotency_key_ttl,
@@ -67,11 +63,6 @@ impl AppState {
 
     pub fn api_tokens(&self) -> Option<&TokenSet> {
         self.inner.api_tokens.as_ref()
-    }
-
-    /// Whether the task routes require a token (a self-check warns when they do not).
-    pub fn api_auth_enabled(&self) -> bool {
-        self.inner.api_tokens.is_some()
     }
 
     pub fn metrics_tokens(&self) -> Option<&TokenSet> {
@@ -95,19 +86,7 @@ impl AppState {
         self.inner.started.elapsed()
     }
 
-    pub fn schema_ready(&self) -> bool {
-        self.inner.schema_ready.load(Ordering::Acquire)
-    }
-
-    pub fn mark_schema_ready(&self) {
-        self.inner.schema_ready.store(true, Ordering::Release);
-    }
-
-    pub fn draining(&self) -> bool {
-        self.inner.draining.load(Ordering::Acquire)
-    }
-
-    pub fn start_draining(&self) {
-        self.inner.draining.store(true, Ordering::Release);
+    pub fn readiness(&self) -> &Readiness {
+        &self.inner.readiness
     }
 }

@@ -24,6 +24,8 @@ pub enum StorageError {
     Pool(String),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    #[error("cannot create a temporary directory for the scratch database")]
+    ScratchDirectory(#[source] std::io::Error),
     #[error("cannot create the data directory {path}")]
     DataDir {
         path: PathBuf,

@@ -9,6 +9,7 @@ mod observe;
 pub mod password_reload;
 mod pg_pool;
 mod postgres;
+mod scratch;
 mod sqlite;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use crate::domain::{
 
 pub use error::StorageError;
 pub use observe::StorageMetrics;
+pub use scratch::ScratchDatabase;
 
 /// One page of a listing, with the number of tasks matching the filters.
 #[derive(Debug, Clone)]
@@ -486,20 +488,10 @@ impl Database {
         }
     }
 
-    /// Creates an empty database beside this one on the same server (PostgreSQL only).
-    pub async fn create_sibling_database(&self, name: &str) -> Result<(), StorageError> {
-        match &self.backend {
-            Backend::Postgres(s) => s.create_database(name).await,
-            Backend::Sqlite(_) => Err(StorageError::Unsupported("sibling databases on SQLite")),
-        }
-    }
-
-    /// Drops a database created by [`Self::create_sibling_database`].
-    pub async fn drop_sibling_database(&self, name: &str) -> Result<(), StorageError> {
-        match &self.backend {
-            Backend::Postgres(s) => s.drop_database(name).await,
-            Backend::Sqlite(_) => Err(StorageError::Unsupported("sibling databases on SQLite")),
-        }
+    /// An empty database beside this one, described by this database's `settings`: a
+    /// sibling on the same PostgreSQL server, or a temporary SQLite file.
+    pub async fn scratch(&self, settings: &DatabaseSettings) -> Result<ScratchDatabase, StorageError> {
+        ScratchDatabase::create(self, settings).await
     }
 
     pub fn pool_stats(&self) -> PoolStats {

@@ -7,15 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use tokio::task::JoinHandle;
 
 use super::Database;
 use crate::config::{DatabaseConfig, DatabaseSettings, read_password_file};
 use crate::telemetry::error_chain;
 
-/// Starts watching the password file when the settings name one (PostgreSQL with
-/// `DB_PASSWORD_FILE`); the caller aborts the task when it stops.
-pub fn spawn(db: &Database, settings: &DatabaseSettings) -> Option<JoinHandle<()>> {
+/// The watch of the password file, when the settings name one (PostgreSQL with
+/// `DB_PASSWORD_FILE`): it runs until dropped, so the caller runs it until it stops.
+pub fn watch(
+    db: &Database,
+    settings: &DatabaseSettings,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
     let DatabaseConfig::Postgres(pg) = &settings.database else {
         return None;
     };
@@ -28,7 +30,7 @@ pub fn spawn(db: &Database, settings: &DatabaseSettings) -> Option<JoinHandle<()
         current,
         unreadable: false,
     };
-    Some(tokio::spawn(watcher.run(settings.password_check_interval)))
+    Some(watcher.run(settings.password_check_interval))
 }
 
 struct Watcher {

@@ -58,7 +58,7 @@ async fn without_configuration_no_cors_header_is_ever_sent() {
 #[tokio::test]
 async fn a_listed_origin_gets_the_api_methods_and_headers_and_no_other_origin_does() {
     let app = spawn_app_with(Backend::Sqlite, |c| {
-        c.cors_allowed_origins = task_api::http::cors::parse_allowed_origins(&format!(
+        c.cors_allowed_origins = task_api::config::parse_allowed_origins(&format!(
             "{ALLOWED}, http://localhost:8080"
         ))
         .unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use task_api::backup::RetentionPolicy;
+use task_api::config::RetentionPolicy;
 use task_api::backup::schedule::run_once;
 use task_api::sysinfo::cgroup;
 

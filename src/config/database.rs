@@ -1,59 +1,17 @@
-//! Typed configuration, parsed once from the environment (flags mirror every variable).
-//!
-//! Nothing else in the crate reads the environment: everything downstream takes a [`Config`].
-//! Secrets live in [`SecretString`], which never prints, and connection options are built as
-//! values rather than by gluing URL strings together.
+//! Where the tasks live and how to reach them: SQLite in `DATA_DIR`, or PostgreSQL from
+//! `DATABASE_URL` or `DB_HOST` and friends. Secrets stay in [`SecretString`], which never
+//! prints, and connection options are built as values rather than by gluing URL strings.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use axum::http::HeaderValue;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use crate::backup::RetentionPolicy;
-use crate::backup::schedule::Schedule;
-use crate::tokens::{TokenFileError, TokenSet};
-
-/// Everything a configuration error can be; each renders as one line naming the setting.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("DB_PASSWORD and DB_PASSWORD_FILE are both set: keep only one")]
-    PasswordTwice,
-    #[error("DATABASE_URL and DB_HOST are both set: configure the database one way only")]
-    UrlAndHost,
-    #[error("{0} is set but DB_HOST is not: set DB_HOST to use PostgreSQL")]
-    DbSettingWithoutHost(&'static str),
-    #[error("DB_HOST is set but {0} is not")]
-    MissingDbSetting(&'static str),
-    #[error("DB_PASSWORD_FILE: cannot read {path}: {source}")]
-    PasswordFileUnreadable {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("DB_PASSWORD_FILE: {0} is empty")]
-    PasswordFileEmpty(String),
-    #[error(
-        "DB_SSLMODE: '{0}' is not one of disable, allow, prefer, require, verify-ca, verify-full"
-    )]
-    SslMode(String),
-    #[error("DATABASE_URL: {0}")]
-    DatabaseUrl(String),
-    /// The error names the file and line, never a token.
-    #[error("{setting}: {source}")]
-    TokenFile {
-        setting: &'static str,
-        source: TokenFileError,
-    },
-    #[error("CORS_ALLOWED_ORIGINS: {0}")]
-    CorsOrigins(String),
-    #[error("IDEMPOTENCY_KEY_TTL: must be longer than zero")]
-    IdempotencyKeyTtl,
-}
+use super::ConfigError;
 
 /// The database settings as the user gives them (environment variables or flags).
 #[derive(Debug, Clone, Default, Args)]
@@ -103,170 +61,12 @@ pub struct DatabaseArgs {
     pub db_password_check_interval: Duration,
 }
 
-/// Whether pending migrations may run without a fresh backup first.
-#[derive(Debug, Clone, Copy, Default, Args)]
-pub struct PreMigrationArgs {
-    /// Apply pending migrations to a database holding tasks without writing a backup into
-    /// BACKUP_DIR first.
-    #[arg(
-        long = "no-backup-before-migrate",
-        env = "NO_BACKUP_BEFORE_MIGRATE",
-        default_value_t = false
-    )]
-    pub no_backup_before_migrate: bool,
-}
-
 fn parse_check_interval(value: &str) -> Result<Duration, String> {
     let interval = humantime::parse_duration(value).map_err(|e| e.to_string())?;
     if interval < Duration::from_millis(100) {
         return Err("must be at least 100ms".into());
     }
     Ok(interval)
-}
-
-/// Settings of the HTTP server.
-#[derive(Debug, Clone, Args)]
-pub struct ServerArgs {
-    /// TCP port of the HTTP API.
-    #[arg(long, env = "PORT", default_value_t = 3000)]
-    pub port: u16,
-    /// Address to listen on.
-    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
-    pub bind_address: IpAddr,
-    #[command(flatten)]
-    pub backups: BackupDirArgs,
-    /// Take a backup this often while serving (e.g. 6h); off by default.
-    #[arg(long, env = "BACKUP_EVERY", value_parser = humantime::parse_duration)]
-    pub backup_every: Option<Duration>,
-    /// Take a backup every day at this time, HH:MM in UTC, while serving; off by default.
-    #[arg(long, env = "BACKUP_AT", value_parser = crate::backup::schedule::parse_daily_time)]
-    pub backup_at: Option<chrono::NaiveTime>,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
-    #[command(flatten)]
-    pub expected_backups: ExpectedBackupArgs,
-    #[command(flatten)]
-    pub pre_migration: PreMigrationArgs,
-    /// Skip applying migrations at start (the service then waits until they are applied).
-    #[arg(long = "no-migrate", env = "NO_MIGRATE", default_value_t = false)]
-    pub no_migrate: bool,
-    /// Task requests served at once; more are refused with 503 rather than queued without bound.
-    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_concurrent_requests: u32,
-    #[command(flatten)]
-    pub connections: ConnectionArgs,
-    /// After SIGTERM, how long /readyz reports 503 before the listener closes.
-    #[arg(long, env = "SHUTDOWN_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub shutdown_drain_delay: Duration,
-    /// After the listener closes, how long in-flight requests may take before the process exits.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
-    /// How often /metrics counts tasks by status (the counts are up to this old).
-    #[arg(long, env = "TASK_COUNT_REFRESH", default_value = "30s", value_parser = positive_duration)]
-    pub task_count_refresh: Duration,
-    #[command(flatten)]
-    pub access: AccessArgs,
-}
-
-/// Who may call the API, and how retries are recognised.
-#[derive(Debug, Clone, Args)]
-pub struct AccessArgs {
-    /// File of API tokens (one a line, or sha256:<hex> of one); every /tasks request then
-    /// needs `Authorization: Bearer <token>`. Off by default.
-    #[arg(long, env = "API_TOKENS_FILE")]
-    pub api_tokens_file: Option<PathBuf>,
-    /// File of tokens (same format) that /metrics then requires; open by default.
-    #[arg(long, env = "METRICS_TOKENS_FILE")]
-    pub metrics_tokens_file: Option<PathBuf>,
-    /// Comma-separated browser origins allowed by CORS (https://app.example.com); closed by
-    /// default.
-    #[arg(long, env = "CORS_ALLOWED_ORIGINS")]
-    pub cors_allowed_origins: Option<String>,
-    /// How long an Idempotency-Key of POST /tasks is remembered.
-    #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub idempotency_key_ttl: Duration,
-}
-
-/// How often backups are expected when another process takes them (the compose `backup`
-/// service, a cron job, a Kubernetes CronJob): lets health, metrics and `doctor` judge their age.
-#[derive(Debug, Clone, Args)]
-pub struct ExpectedBackupArgs {
-    /// Interval at which some process takes backups into BACKUP_DIR (e.g. 24h).
-    #[arg(long, env = "BACKUP_EXPECTED_INTERVAL", value_parser = humantime::parse_duration)]
-    pub backup_expected_interval: Option<Duration>,
-}
-
-/// Bounds on what one client connection may hold: time to send headers, idle keep-alive
-/// time, time for a whole request, and how many connections are open at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
-pub struct ConnectionArgs {
-    /// Longest a client may take to send a request's headers (also bounds the wait for the
-    /// next request on a kept-alive connection).
-    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
-    pub header_read_timeout: Duration,
-    /// A kept-alive connection with no traffic for this long is closed.
-    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
-    pub keep_alive_timeout: Duration,
-    /// Longest a request may take, body upload included; past it the answer is 408.
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
-    pub request_timeout: Duration,
-    /// Open client connections at most; further clients wait in the kernel's accept queue.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_connections: u32,
-}
-
-impl Default for ConnectionArgs {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            keep_alive_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            max_connections: 1024,
-        }
-    }
-}
-
-/// A duration that is not zero: a zero timeout would refuse every client.
-fn positive_duration(value: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(value) {
-        Ok(d) if d.is_zero() => Err("must be longer than zero".to_owned()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Where backups live.
-#[derive(Debug, Clone, Args)]
-pub struct BackupDirArgs {
-    /// Directory of backup files.
-    #[arg(long, env = "BACKUP_DIR", default_value = "./backups")]
-    pub backup_dir: PathBuf,
-}
-
-/// How many backups to keep when pruning.
-#[derive(Debug, Clone, Copy, Args)]
-pub struct RetentionArgs {
-    /// Keep this many newest backups.
-    #[arg(long, env = "BACKUP_KEEP_LAST", default_value_t = 7)]
-    pub keep_last: usize,
-    /// Keep the newest backup of each of this many most recent days (UTC).
-    #[arg(long, env = "BACKUP_KEEP_DAILY", default_value_t = 7)]
-    pub keep_daily: usize,
-    /// Keep the newest backup of each of this many most recent ISO weeks.
-    #[arg(long, env = "BACKUP_KEEP_WEEKLY", default_value_t = 4)]
-    pub keep_weekly: usize,
-}
-
-impl From<RetentionArgs> for RetentionPolicy {
-    fn from(args: RetentionArgs) -> Self {
-        Self {
-            keep_last: args.keep_last,
-            keep_daily: args.keep_daily,
-            keep_weekly: args.keep_weekly,
-        }
-    }
 }
 
 /// Where the tasks live.
@@ -397,15 +197,6 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// The defaults for `database`.
-    pub fn for_database(database: &DatabaseConfig) -> Self {
-        Self {
-            max_connections: Self::default_max_connections(database),
-            acquire_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(5),
-        }
-    }
-
     /// `DB_MAX_CONNECTIONS` when unset. SQLite writes one transaction at a time and reads run
     /// on the CPUs, so connections beyond their number add no throughput, while each keeps
     /// its own page cache and worker thread (about 5 MB under a search load).
@@ -429,11 +220,17 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// `database` with every other setting at its production default.
     pub fn new(database: DatabaseConfig) -> Self {
+        let defaults = super::defaults::<DatabaseArgs>();
         Self {
-            pool: PoolConfig::for_database(&database),
+            pool: PoolConfig {
+                max_connections: PoolConfig::default_max_connections(&database),
+                acquire_timeout: defaults.db_acquire_timeout,
+                statement_timeout: defaults.db_statement_timeout,
+            },
             database,
-            password_check_interval: Duration::from_secs(5),
+            password_check_interval: defaults.db_password_check_interval,
         }
     }
 }
@@ -457,113 +254,6 @@ impl TryFrom<DatabaseArgs> for DatabaseSettings {
             database,
             pool,
             password_check_interval,
-        })
-    }
-}
-
-/// The full configuration of `task-api serve`.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub bind_address: IpAddr,
-    pub port: u16,
-    pub db: DatabaseSettings,
-    pub backup_dir: PathBuf,
-    pub backup_schedule: Schedule,
-    /// How often a backup should appear in `backup_dir`: this process's own schedule, else
-    /// `BACKUP_EXPECTED_INTERVAL`; `None` when nobody said.
-    pub backup_expected_interval: Option<Duration>,
-    pub retention: RetentionPolicy,
-    pub migrate_on_start: bool,
-    /// Write a backup before applying pending migrations to a database that holds tasks.
-    pub backup_before_migrate: bool,
-    pub max_concurrent_requests: usize,
-    pub connections: ConnectionArgs,
-    pub shutdown_drain_delay: Duration,
-    pub shutdown_timeout: Duration,
-    /// Tokens every `/tasks` request needs; `None`: the task routes are open.
-    pub api_tokens: Option<TokenSet>,
-    /// Tokens `/metrics` needs; `None`: it is open.
-    pub metrics_tokens: Option<TokenSet>,
-    /// Browser origins CORS allows; empty: no CORS headers at all.
-    pub cors_allowed_origins: Vec<HeaderValue>,
-    pub idempotency_key_ttl: Duration,
-    /// Period of the tasks-by-status count behind `/metrics`.
-    pub task_count_refresh: Duration,
-}
-
-impl Config {
-    /// Whether the task routes require an API token.
-    pub fn api_auth_enabled(&self) -> bool {
-        self.api_tokens.is_some()
-    }
-
-    /// Defaults for everything but the database; tests and embedders start here.
-    pub fn new(database: DatabaseConfig) -> Self {
-        Self {
-            bind_address: IpAddr::from([127, 0, 0, 1]),
-            port: 3000,
-            db: DatabaseSettings::new(database),
-            backup_dir: PathBuf::from("./backups"),
-            backup_schedule: Schedule::default(),
-            backup_expected_interval: None,
-            retention: RetentionPolicy::default(),
-            migrate_on_start: true,
-            backup_before_migrate: true,
-            max_concurrent_requests: 256,
-            connections: ConnectionArgs::default(),
-            shutdown_drain_delay: Duration::ZERO,
-            shutdown_timeout: Duration::from_secs(5),
-            api_tokens: None,
-            metrics_tokens: None,
-            cors_allowed_origins: Vec::new(),
-            idempotency_key_ttl: Duration::from_secs(24 * 60 * 60),
-            task_count_refresh: Duration::from_secs(30),
-        }
-    }
-
-    pub fn from_args(server: ServerArgs, db: DatabaseArgs) -> Result<Self, ConfigError> {
-        let backup_schedule = Schedule {
-            every: server.backup_every,
-            daily_at: server.backup_at,
-        };
-        let access = server.access;
-        let load_tokens = |setting, path: Option<PathBuf>| {
-            path.map(|p| TokenSet::from_file(&p))
-                .transpose()
-                .map_err(|source| ConfigError::TokenFile { setting, source })
-        };
-        let api_tokens = load_tokens("API_TOKENS_FILE", access.api_tokens_file)?;
-        let metrics_tokens = load_tokens("METRICS_TOKENS_FILE", access.metrics_tokens_file)?;
-        let cors_allowed_origins = match access.cors_allowed_origins.as_deref() {
-            Some(list) => {
-                crate::http::cors::parse_allowed_origins(list).map_err(ConfigError::CorsOrigins)?
-            }
-            None => Vec::new(),
-        };
-        if access.idempotency_key_ttl.is_zero() {
-            return Err(ConfigError::IdempotencyKeyTtl);
-        }
-        Ok(Self {
-            bind_address: server.bind_address,
-            port: server.port,
-            db: DatabaseSettings::try_from(db)?,
-            backup_dir: server.backups.backup_dir,
-            backup_schedule,
-            backup_expected_interval: backup_schedule
-                .interval()
-                .or(server.expected_backups.backup_expected_interval),
-            retention: server.retention.into(),
-            migrate_on_start: !server.no_migrate,
-            backup_before_migrate: !server.pre_migration.no_backup_before_migrate,
-            max_concurrent_requests: server.max_concurrent_requests as usize,
-            connections: server.connections,
-            shutdown_drain_delay: server.shutdown_drain_delay,
-            shutdown_timeout: server.shutdown_timeout,
-            api_tokens,
-            metrics_tokens,
-            cors_allowed_origins,
-            idempotency_key_ttl: access.idempotency_key_ttl,
-            task_count_refresh: server.task_count_refresh,
         })
     }
 }
@@ -700,6 +390,7 @@ pub fn read_password_file(path: &Path) -> Result<SecretString, ConfigError> {
     Ok(SecretString::from(password.to_owned()))
 }
 
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -746,32 +437,6 @@ mod tests {
             config.to_string(),
             "postgres://taskuser@task-db:5432/taskmanager"
         );
-    }
-
-    #[test]
-    fn api_auth_is_enabled_exactly_when_api_tokens_are_configured() {
-        let mut config = Config::new(DatabaseConfig::Sqlite {
-            path: PathBuf::from("tasks.db"),
-        });
-        assert!(!config.api_auth_enabled(), "open by default");
-        config.metrics_tokens = Some(TokenSet::from_tokens(["metrics-token-0123456789"]));
-        assert!(
-            !config.api_auth_enabled(),
-            "a metrics token guards /metrics only"
-        );
-        config.api_tokens = Some(TokenSet::from_tokens(["api-token-0123456789"]));
-        assert!(config.api_auth_enabled());
-    }
-
-    #[test]
-    fn connection_limits_default_to_the_flag_defaults() {
-        #[derive(clap::Parser)]
-        struct Flags {
-            #[command(flatten)]
-            connections: ConnectionArgs,
-        }
-        let parsed = <Flags as clap::Parser>::try_parse_from(["task-api"]).map(|f| f.connections);
-        assert_eq!(parsed.ok(), Some(ConnectionArgs::default()));
     }
 
     #[test]
