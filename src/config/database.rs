@@ -390,7 +390,6 @@ pub fn read_password_file(path: &Path) -> Result<SecretString, ConfigError> {
     Ok(SecretString::from(password.to_owned()))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,9 +136,7 @@ impl Config {
         let api_tokens = load_tokens("API_TOKENS_FILE", access.api_tokens.api_tokens_file)?;
         let metrics_tokens = load_tokens("METRICS_TOKENS_FILE", access.metrics_tokens_file)?;
         let cors_allowed_origins = match access.cors_allowed_origins.as_deref() {
-            Some(list) => {
-                parse_allowed_origins(list).map_err(ConfigError::CorsOrigins)?
-            }
+            Some(list) => parse_allowed_origins(list).map_err(ConfigError::CorsOrigins)?,
             None => Vec::new(),
         };
         if access.idempotency_key_ttl.is_zero() {
@@ -167,7 +165,6 @@ impl Config {
     }
 }
 
-
 /// An area's settings as the parser builds them when nothing is given: the production
 /// defaults, from the one place they are written. The environment is not read.
 pub fn defaults<A: Args + FromArgMatches>() -> A {
@@ -191,7 +188,6 @@ fn positive_duration(value: &str) -> Result<Duration, String> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,7 +208,10 @@ mod tests {
         assert_eq!(config.connections.max_connections, 1024);
         assert_eq!(config.connections.request_timeout, Duration::from_secs(30));
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
-        assert_eq!(config.idempotency_key_ttl, Duration::from_secs(24 * 60 * 60));
+        assert_eq!(
+            config.idempotency_key_ttl,
+            Duration::from_secs(24 * 60 * 60)
+        );
         assert_eq!(config.db.pool.acquire_timeout, Duration::from_secs(3));
         assert_eq!(config.db.pool.statement_timeout, Duration::from_secs(5));
         assert_eq!(config.db.password_check_interval, Duration::from_secs(5));

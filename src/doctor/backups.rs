@@ -9,8 +9,8 @@ use indicatif::HumanBytes;
 use rustix::fs::{Access, StatVfs};
 
 use super::report::{Finding, RowId};
-use crate::config::Schedule;
 use crate::backup::{self, BackupError, BackupFile};
+use crate::config::Schedule;
 
 /// The newest backup may be this much older than the interval before the row fails: a run
 /// that takes a while, or one retry after a minute, must not raise an alarm.

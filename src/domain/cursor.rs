@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
-use super::list::{SortField, SortOrder};
+use super::sort::{SortField, SortOrder};
 use super::task::{MAX_TITLE_CHARS, Task, ValidationError};
 
 /// Longest cursor accepted: a 255-character title in 4-byte characters, encoded, fits.

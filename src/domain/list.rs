@@ -1,6 +1,5 @@
-use std::str::FromStr;
-
 use super::cursor::Cursor;
+use super::sort::{SortField, SortOrder};
 use super::task::{TaskStatus, ValidationError};
 
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -12,84 +11,6 @@ pub const MAX_SEARCH_CHARS: usize = 200;
 pub const SEARCH_TOTAL_CAP: i64 = 10_000;
 /// Search terms shorter than this cannot use a trigram index: they are matched by a scan.
 pub const MIN_INDEXED_SEARCH_CHARS: usize = 3;
-
-/// The column a listing is ordered by; `id` always breaks ties so pages are stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SortField {
-    Id,
-    #[default]
-    CreatedAt,
-    UpdatedAt,
-    Title,
-}
-
-impl SortField {
-    /// The name the `sort` parameter takes.
-    pub fn name(self) -> &'static str {
-        self.column()
-    }
-
-    pub fn column(self) -> &'static str {
-        match self {
-            Self::Id => "id",
-            Self::CreatedAt => "created_at",
-            Self::UpdatedAt => "updated_at",
-            Self::Title => "title",
-        }
-    }
-}
-
-impl FromStr for SortField {
-    type Err = ValidationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "id" => Ok(Self::Id),
-            "created_at" => Ok(Self::CreatedAt),
-            "updated_at" => Ok(Self::UpdatedAt),
-            "title" => Ok(Self::Title),
-            _ => Err(ValidationError(
-                "sort must be one of id, created_at, updated_at, title".into(),
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SortOrder {
-    Asc,
-    #[default]
-    Desc,
-}
-
-impl SortOrder {
-    /// The name the `order` parameter takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Asc => "asc",
-            Self::Desc => "desc",
-        }
-    }
-
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Self::Asc => "ASC",
-            Self::Desc => "DESC",
-        }
-    }
-}
-
-impl FromStr for SortOrder {
-    type Err = ValidationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "asc" => Ok(Self::Asc),
-            "desc" => Ok(Self::Desc),
-            _ => Err(ValidationError("order must be asc or desc".into())),
-        }
-    }
-}
 
 /// A validated listing request. The default is the newest tasks first, 100 per page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,22 +76,6 @@ impl ListQuery {
         }
         Ok((!text.is_empty()).then(|| text.to_owned()))
     }
-
-    /// The LIKE pattern for the search text, with `%`, `_` and `\` matched literally.
-    pub fn like_pattern(&self) -> Option<String> {
-        self.search.as_ref().map(|text| {
-            let mut pattern = String::with_capacity(text.len() + 2);
-            pattern.push('%');
-            for c in text.chars() {
-                if matches!(c, '%' | '_' | '\\') {
-                    pattern.push('\\');
-                }
-                pattern.push(c);
-            }
-            pattern.push('%');
-            pattern
-        })
-    }
 }
 
 #[cfg(test)]
@@ -183,14 +88,5 @@ mod tests {
         for bad in ["0", "1001", "-1", "x", "99999999999"] {
             assert!(ListQuery::parse_limit(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn like_wildcards_in_search_text_match_literally() {
-        let query = ListQuery {
-            search: Some(r"50%_off\".into()),
-            ..ListQuery::default()
-        };
-        assert_eq!(query.like_pattern().as_deref(), Some(r"%50\%\_off\\%"));
     }
 }

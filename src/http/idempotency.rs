@@ -14,7 +14,7 @@ use super::conditional::etag;
 use super::error::ApiError;
 use super::model::TaskEnvelope;
 use crate::domain::Task;
-use crate::storage::{StorageError, StoredResponse};
+use crate::storage::{KeptReply, StorageError};
 
 pub use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 
@@ -80,6 +80,36 @@ fn canonical(value: Value) -> Value {
         }
         Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
         other => other,
+    }
+}
+
+/// The first response to a keyed create, remembered so a retry gets exactly the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    task_id: i64,
+    etag: String,
+    body: String,
+}
+
+impl KeptReply for StoredResponse {
+    fn task_id(&self) -> i64 {
+        self.task_id
+    }
+
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    fn body(&self) -> &str {
+        &self.body
+    }
+
+    fn from_parts(task_id: i64, etag: String, body: String) -> Self {
+        Self {
+            task_id,
+            etag,
+            body,
+        }
     }
 }
 

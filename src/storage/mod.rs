@@ -10,6 +10,7 @@ pub mod password_reload;
 mod pg_pool;
 mod postgres;
 mod scratch;
+mod sql;
 mod sqlite;
 
 use std::future::Future;
@@ -64,21 +65,23 @@ pub struct IdempotencyClaim<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The first response to a keyed create, remembered so a retry gets exactly the same.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
-    pub task_id: i64,
-    pub etag: String,
-    pub body: String,
+/// The reply a keyed create remembers, in the caller's own form: storage saves its parts with
+/// the key, in the create's transaction, and hands them back on a retry without reading them.
+pub trait KeptReply: Sized {
+    fn task_id(&self) -> i64;
+    /// The validator the reply carried.
+    fn etag(&self) -> &str;
+    fn body(&self) -> &str;
+    fn from_parts(task_id: i64, etag: String, body: String) -> Self;
 }
 
 /// What a keyed create did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CreateOnce {
+pub enum CreateOnce<R> {
     /// The key was new (or expired): the task was created with it, in one transaction.
-    Created(StoredResponse),
+    Created(R),
     /// The key was already used for this same request: nothing was created.
-    Replayed(StoredResponse),
+    Replayed(R),
     /// The key was already used for a different request: nothing was created.
     KeyReused,
 }
@@ -347,13 +350,13 @@ impl Database {
     /// transaction that inserts the task. A request racing another with the same key waits
     /// for it on the key's row and then replays its response. Each call also purges a bounded
     /// batch of expired keys.
-    pub async fn create_task_once(
+    pub async fn create_task_once<R: KeptReply>(
         &self,
         task: &NewTask,
         now: DateTime<Utc>,
         claim: &IdempotencyClaim<'_>,
-        render: impl Fn(&Task) -> Result<StoredResponse, StorageError> + Send + Sync,
-    ) -> Result<CreateOnce, StorageError> {
+        render: impl Fn(&Task) -> Result<R, StorageError> + Send + Sync,
+    ) -> Result<CreateOnce<R>, StorageError> {
         dispatch!(self, create_task_once(task, now, claim, &render))
     }
 
@@ -490,7 +493,10 @@ impl Database {
 
     /// An empty database beside this one, described by this database's `settings`: a
     /// sibling on the same PostgreSQL server, or a temporary SQLite file.
-    pub async fn scratch(&self, settings: &DatabaseSettings) -> Result<ScratchDatabase, StorageError> {
+    pub async fn scratch(
+        &self,
+        settings: &DatabaseSettings,
+    ) -> Result<ScratchDatabase, StorageError> {
         ScratchDatabase::create(self, settings).await
     }
 
@@ -542,11 +548,7 @@ where
 }
 
 /// Compares a key's stored row with a new claim: the same request replays, another is refused.
-fn settle_claim(
-    claim: &IdempotencyClaim<'_>,
-    fingerprint: &[u8],
-    stored: StoredResponse,
-) -> CreateOnce {
+fn settle_claim<R>(claim: &IdempotencyClaim<'_>, fingerprint: &[u8], stored: R) -> CreateOnce<R> {
     if fingerprint == claim.fingerprint.as_slice() {
         CreateOnce::Replayed(stored)
     } else {

@@ -10,15 +10,17 @@ use sqlx::{Connection, FromRow, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
 use super::pg_pool::{self, PgConnector, PgPool, PgPooled};
+use super::sql::{
+    Dialect, Filters, like_pattern, push_filters_after, push_kept_total, push_page_bounds,
+};
 use super::{
-    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, ListedRows, PURGE_BATCH,
-    PoolStats, SchemaStatus, StorageError, StoredResponse, schema_status, send_in_batches,
+    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, KeptReply, ListedRows,
+    PURGE_BATCH, PoolStats, SchemaStatus, StorageError, schema_status, send_in_batches,
     settle_claim, task_from_row,
 };
 use crate::config::{PoolConfig, PostgresConfig};
 use crate::domain::{
-    After, Cursor, ListQuery, NewTask, SEARCH_TOTAL_CAP, SortOrder, Task, TaskChanges, TaskId,
-    TaskStatus,
+    After, ListQuery, NewTask, SEARCH_TOTAL_CAP, Task, TaskChanges, TaskId, TaskStatus,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -276,13 +278,13 @@ impl PgStore {
             .try_into()
     }
 
-    pub(super) async fn create_task_once(
+    pub(super) async fn create_task_once<R: KeptReply>(
         conn: &mut PgConnection,
         task: &NewTask,
         now: DateTime<Utc>,
         claim: &IdempotencyClaim<'_>,
-        render: &(dyn Fn(&Task) -> Result<StoredResponse, StorageError> + Send + Sync),
-    ) -> Result<CreateOnce, StorageError> {
+        render: &(dyn Fn(&Task) -> Result<R, StorageError> + Send + Sync),
+    ) -> Result<CreateOnce<R>, StorageError> {
         // A claim can lose a race only to a key that then expires and is purged at once;
         // a few rounds settle it.
         for _ in 0..3 {
@@ -325,9 +327,9 @@ impl PgStore {
             )
             .bind(claim.key)
             .bind(claim.fingerprint.as_slice())
-            .bind(response.task_id)
-            .bind(&response.etag)
-            .bind(&response.body)
+            .bind(response.task_id())
+            .bind(response.etag())
+            .bind(response.body())
             .bind(now)
             .bind(claim.expires_at)
             .execute(&mut *tx)
@@ -345,11 +347,11 @@ impl PgStore {
     }
 
     /// The unexpired row of a claim's key, settled against the claim.
-    async fn stored_claim(
+    async fn stored_claim<R: KeptReply>(
         conn: &mut PgConnection,
         claim: &IdempotencyClaim<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Option<CreateOnce>, StorageError> {
+    ) -> Result<Option<CreateOnce<R>>, StorageError> {
         let row: Option<(Vec<u8>, i64, String, String)> = sqlx::query_as(
             "SELECT fingerprint, task_id, etag, response_body FROM idempotency_keys \
              WHERE key = $1 AND expires_at > $2",
@@ -359,15 +361,7 @@ impl PgStore {
         .fetch_optional(&mut *conn)
         .await?;
         Ok(row.map(|(fingerprint, task_id, etag, body)| {
-            settle_claim(
-                claim,
-                &fingerprint,
-                StoredResponse {
-                    task_id,
-                    etag,
-                    body,
-                },
-            )
+            settle_claim(claim, &fingerprint, R::from_parts(task_id, etag, body))
         }))
     }
 
@@ -388,7 +382,7 @@ impl PgStore {
         conn: &mut PgConnection,
         query: &ListQuery,
     ) -> Result<ListedRows, StorageError> {
-        let pattern = query.like_pattern();
+        let pattern = like_pattern(query);
         let filters = Filters {
             status: query.status,
             pattern: pattern.as_deref(),
@@ -698,38 +692,9 @@ fn write_binary_row(out: &mut Vec<u8>, task: &Task) {
     }
 }
 
-/// The filters of a listing, shared by its page and its total.
-struct Filters<'a> {
-    status: Option<TaskStatus>,
-    pattern: Option<&'a str>,
-}
-
 /// Pushes the WHERE clause of `filters`; returns the separator for a further condition.
 fn push_filters<'a>(qb: &mut QueryBuilder<'a, Postgres>, filters: &Filters<'a>) -> &'static str {
     push_filters_after(qb, filters, " WHERE ")
-}
-
-/// Pushes each condition of `filters`, the first after `sep`, the others after AND.
-fn push_filters_after<'a>(
-    qb: &mut QueryBuilder<'a, Postgres>,
-    filters: &Filters<'a>,
-    mut sep: &'static str,
-) -> &'static str {
-    if let Some(status) = filters.status {
-        qb.push(sep).push("status = ").push_bind(status.as_str());
-        sep = " AND ";
-    }
-    if let Some(pattern) = filters.pattern {
-        // Served by the trigram indexes (migrations 6 and 7) for terms of 3+ characters.
-        qb.push(sep)
-            .push("(title ILIKE ")
-            .push_bind(pattern)
-            .push(r" ESCAPE '\' OR description ILIKE ")
-            .push_bind(pattern)
-            .push(r" ESCAPE '\')");
-        sep = " AND ";
-    }
-    sep
 }
 
 /// A search page and its capped total from one scan of the matches: the matches (at most one
@@ -760,21 +725,6 @@ fn search_page<'a>(query: &ListQuery, filters: &Filters<'a>) -> QueryBuilder<'a,
     qb
 }
 
-/// The cursor's keyset condition (after `sep`), then order, limit (one extra row, to know
-/// whether another page follows) and offset.
-fn push_page_bounds(qb: &mut QueryBuilder<'_, Postgres>, query: &ListQuery, sep: &str) {
-    if let Some(cursor) = &query.cursor {
-        qb.push(sep);
-        push_after(qb, cursor);
-    }
-    let dir = query.order.keyword();
-    qb.push(format!(" ORDER BY {} {dir}, id {dir}", query.sort.column()));
-    qb.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
-    if query.offset > 0 {
-        qb.push(" OFFSET ").push_bind(query.offset);
-    }
-}
-
 /// The number of tasks matching `filters`, as a scalar subquery: O(1) from the kept counts,
 /// or for a search a count that stops one past [`SEARCH_TOTAL_CAP`].
 fn push_total<'a>(qb: &mut QueryBuilder<'a, Postgres>, filters: &Filters<'a>) {
@@ -785,45 +735,20 @@ fn push_total<'a>(qb: &mut QueryBuilder<'a, Postgres>, filters: &Filters<'a>) {
             .push_bind(SEARCH_TOTAL_CAP + 1)
             .push(") AS matches)");
     } else {
-        qb.push("(SELECT COALESCE(sum(n), 0)::int8 FROM task_counts");
-        if let Some(status) = filters.status {
-            qb.push(" WHERE status = ").push_bind(status.as_str());
-        }
-        qb.push(")");
+        push_kept_total(qb, filters);
     }
 }
 
-/// The keyset condition: strictly after the cursor's task in the listing's order, as a row
-/// comparison the (column, id) indexes serve directly.
-fn push_after(qb: &mut QueryBuilder<'_, Postgres>, cursor: &Cursor) {
-    let op = match cursor.order {
-        SortOrder::Asc => ">",
-        SortOrder::Desc => "<",
-    };
-    match &cursor.after {
-        After::Id(id) => {
-            qb.push(format!("id {op} ")).push_bind(*id);
-        }
-        After::CreatedAt(at, id) => {
-            qb.push(format!("(created_at, id) {op} ("))
-                .push_bind(*at)
-                .push(", ")
-                .push_bind(*id)
-                .push(")");
-        }
-        After::UpdatedAt(at, id) => {
-            qb.push(format!("(updated_at, id) {op} ("))
-                .push_bind(*at)
-                .push(", ")
-                .push_bind(*id)
-                .push(")");
-        }
-        After::Title(title, id) => {
-            qb.push(format!("(title, id) {op} ("))
-                .push_bind(title.clone())
-                .push("::varchar, ")
-                .push_bind(*id)
-                .push(")");
-        }
+impl Dialect for Postgres {
+    const LIKE: &'static str = "ILIKE";
+    const SUM_OF_COUNTS: &'static str = "COALESCE(sum(n), 0)::int8";
+
+    fn push_sort_key<'a>(qb: &mut QueryBuilder<'a, Self>, after: &After) {
+        match after {
+            After::Id(id) => qb.push_bind(*id),
+            After::CreatedAt(at, _) | After::UpdatedAt(at, _) => qb.push_bind(*at),
+            // Compared as varchar so the (title, id) index, on a varchar column, serves it.
+            After::Title(title, _) => qb.push_bind(title.clone()).push("::varchar"),
+        };
     }
 }

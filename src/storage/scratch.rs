@@ -16,7 +16,9 @@ pub struct ScratchDatabase {
 
 enum Cleanup {
     /// The sibling is dropped through the live database's server connection.
-    Sibling { owner: Database },
+    Sibling {
+        owner: Database,
+    },
     /// The SQLite file goes with its directory.
     Directory(TempDir),
     Done,
@@ -33,7 +35,9 @@ impl ScratchDatabase {
         match &settings.database {
             DatabaseConfig::Postgres(pg) => {
                 let Backend::Postgres(store) = &owner.backend else {
-                    return Err(StorageError::Unsupported("a scratch database of another backend"));
+                    return Err(StorageError::Unsupported(
+                        "a scratch database of another backend",
+                    ));
                 };
                 let name = format!("{}_drill_{}", pg.database(), &suffix[..12]);
                 store.create_database(&name).await?;
@@ -60,9 +64,10 @@ impl ScratchDatabase {
                 let dir = tempfile::tempdir().map_err(StorageError::ScratchDirectory)?;
                 let path = dir.path().join("drill.db");
                 let name = path.display().to_string();
-                let database = Database::connect_lazy(&DatabaseSettings::new(
-                    DatabaseConfig::Sqlite { path },
-                ))?;
+                let database =
+                    Database::connect_lazy(&DatabaseSettings::new(DatabaseConfig::Sqlite {
+                        path,
+                    }))?;
                 Ok(Self {
                     database,
                     name,

@@ -13,15 +13,19 @@ use sqlx::sqlite::{
 use sqlx::{Connection, FromRow, QueryBuilder, Sqlite};
 use tokio::sync::mpsc;
 
+use super::sql::{
+    Dialect, Filters, like_pattern, order_by, push_filters_after, push_kept_total,
+    push_page_bounds, sort_column,
+};
 use super::{
-    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, ListedRows, PURGE_BATCH,
-    PoolStats, SchemaStatus, StorageError, StoredResponse, schema_status, send_in_batches,
+    CreateOnce, ExportSummary, IdempotencyClaim, ImportBatch, ImportError, KeptReply, ListedRows,
+    PURGE_BATCH, PoolStats, SchemaStatus, StorageError, schema_status, send_in_batches,
     settle_claim, task_from_row,
 };
 use crate::config::PoolConfig;
 use crate::domain::{
-    After, Cursor, ListQuery, MIN_INDEXED_SEARCH_CHARS, NewTask, SEARCH_TOTAL_CAP, SortOrder, Task,
-    TaskChanges, TaskId, TaskStatus,
+    After, ListQuery, MIN_INDEXED_SEARCH_CHARS, NewTask, SEARCH_TOTAL_CAP, Task, TaskChanges,
+    TaskId, TaskStatus,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -177,13 +181,13 @@ impl SqliteStore {
             .try_into()
     }
 
-    pub(super) async fn create_task_once(
+    pub(super) async fn create_task_once<R: KeptReply>(
         conn: &mut SqliteConnection,
         task: &NewTask,
         now: DateTime<Utc>,
         claim: &IdempotencyClaim<'_>,
-        render: &(dyn Fn(&Task) -> Result<StoredResponse, StorageError> + Send + Sync),
-    ) -> Result<CreateOnce, StorageError> {
+        render: &(dyn Fn(&Task) -> Result<R, StorageError> + Send + Sync),
+    ) -> Result<CreateOnce<R>, StorageError> {
         let now_ms = now.timestamp_millis();
         for _ in 0..3 {
             if let Some(settled) = Self::claim_in(conn, claim, now_ms).await? {
@@ -229,9 +233,9 @@ impl SqliteStore {
             )
             .bind(claim.key)
             .bind(claim.fingerprint.as_slice())
-            .bind(response.task_id)
-            .bind(&response.etag)
-            .bind(&response.body)
+            .bind(response.task_id())
+            .bind(response.etag())
+            .bind(response.body())
             .bind(now_ms)
             .bind(claim.expires_at.timestamp_millis())
             .execute(&mut *tx)
@@ -248,11 +252,11 @@ impl SqliteStore {
     }
 
     /// The unexpired row of a claim's key, settled against the claim.
-    async fn claim_in(
+    async fn claim_in<R: KeptReply>(
         conn: &mut SqliteConnection,
         claim: &IdempotencyClaim<'_>,
         now_ms: i64,
-    ) -> Result<Option<CreateOnce>, StorageError> {
+    ) -> Result<Option<CreateOnce<R>>, StorageError> {
         let row: Option<(Vec<u8>, i64, String, String)> = sqlx::query_as(
             "SELECT fingerprint, task_id, etag, response_body FROM idempotency_keys \
              WHERE key = ?1 AND expires_at > ?2",
@@ -262,15 +266,7 @@ impl SqliteStore {
         .fetch_optional(&mut *conn)
         .await?;
         Ok(row.map(|(fingerprint, task_id, etag, body)| {
-            settle_claim(
-                claim,
-                &fingerprint,
-                StoredResponse {
-                    task_id,
-                    etag,
-                    body,
-                },
-            )
+            settle_claim(claim, &fingerprint, R::from_parts(task_id, etag, body))
         }))
     }
 
@@ -291,18 +287,18 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         query: &ListQuery,
     ) -> Result<ListedRows, StorageError> {
-        let pattern = query.like_pattern();
+        let pattern = like_pattern(query);
         let filters = Filters {
             status: query.status,
             pattern: pattern.as_deref(),
-            trigrams: query.search.as_deref().and_then(trigram_query),
         };
         if filters.pattern.is_some() {
-            return Self::search_tasks(conn, query, &filters).await;
+            let trigrams = query.search.as_deref().and_then(trigram_query);
+            return Self::search_tasks(conn, query, &filters, trigrams.as_deref()).await;
         }
         // The page and its total in one statement: one snapshot.
         let mut page = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS}, "));
-        push_total(&mut page, &filters);
+        push_kept_total(&mut page, &filters);
         page.push(" AS total FROM tasks");
         let sep = push_filters_after(&mut page, &filters, " WHERE ");
         push_page_bounds(&mut page, query, sep);
@@ -312,7 +308,7 @@ impl SqliteStore {
             // Past the last page: the total alone.
             None => {
                 let mut count = QueryBuilder::<Sqlite>::new("SELECT ");
-                push_total(&mut count, &filters);
+                push_kept_total(&mut count, &filters);
                 count.build_query_scalar().fetch_one(&mut *conn).await?
             }
         };
@@ -328,26 +324,26 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         query: &ListQuery,
         filters: &Filters<'_>,
+        trigrams: Option<&str>,
     ) -> Result<ListedRows, StorageError> {
         let mut tx = conn.begin().await?;
         let mut page = QueryBuilder::<Sqlite>::new("");
-        push_matches(&mut page, query, filters);
+        push_matches(&mut page, query, filters, trigrams);
         // The page is chosen among the matches' keys, then its rows are read: the matches
         // never hold whole rows (10,000 descriptions would be megabytes per search).
         page.push(", page AS (SELECT id AS page_id FROM matches");
         push_page_bounds(&mut page, query, " WHERE ");
-        let dir = query.order.keyword();
         page.push(format!(
             ") SELECT {COLUMNS}, (SELECT total FROM counted) AS total \
-             FROM page CROSS JOIN tasks ON tasks.id = page_id ORDER BY {} {dir}, id {dir}",
-            query.sort.column()
+             FROM page CROSS JOIN tasks ON tasks.id = page_id{}",
+            order_by(query)
         ));
         let mut rows: Vec<ListRow> = page.build_query_as().fetch_all(&mut *tx).await?;
         let total = match rows.first() {
             Some(first) => first.total,
             None => {
                 let mut count = QueryBuilder::<Sqlite>::new("");
-                push_matches(&mut count, query, filters);
+                push_matches(&mut count, query, filters, trigrams);
                 count.push("SELECT total FROM counted");
                 count.build_query_scalar().fetch_one(&mut *tx).await?
             }
@@ -537,13 +533,6 @@ impl SqliteStore {
 }
 
 /// The filters of a listing, shared by its page and its total.
-struct Filters<'a> {
-    status: Option<TaskStatus>,
-    pattern: Option<&'a str>,
-    /// The search as an FTS5 query of its trigrams, when it is long enough to have any.
-    trigrams: Option<String>,
-}
-
 /// At most this many trigrams of a term go into the index query: enough to narrow the
 /// candidates down, without a lookup per character of a long term.
 const MAX_QUERY_TRIGRAMS: usize = 16;
@@ -569,37 +558,18 @@ fn trigram_query(text: &str) -> Option<String> {
     Some(terms.join(" AND "))
 }
 
-/// Pushes the status and text conditions of `filters`, the first after `sep`, the others
-/// after AND; returns the separator for a further condition.
-fn push_filters_after<'a>(
-    qb: &mut QueryBuilder<'a, Sqlite>,
-    filters: &Filters<'a>,
-    mut sep: &'static str,
-) -> &'static str {
-    if let Some(status) = filters.status {
-        qb.push(sep).push("status = ").push_bind(status.as_str());
-        sep = " AND ";
-    }
-    if let Some(pattern) = filters.pattern {
-        // SQLite's LIKE ignores case for ASCII letters, as PostgreSQL's ILIKE does for all.
-        qb.push(sep)
-            .push("(title LIKE ")
-            .push_bind(pattern)
-            .push(r" ESCAPE '\' OR description LIKE ")
-            .push_bind(pattern)
-            .push(r" ESCAPE '\')");
-        sep = " AND ";
-    }
-    sep
-}
-
 /// `WITH matches AS (…), counted AS (…)`: the tasks matching a search, at most one past
 /// [`SEARCH_TOTAL_CAP`], and their count. With trigrams, the index streams candidates and
 /// LIKE checks each (the index folds case more widely than LIKE); a short term is a scan that
 /// stops at the cap.
-fn push_matches<'a>(qb: &mut QueryBuilder<'a, Sqlite>, query: &ListQuery, filters: &Filters<'a>) {
+fn push_matches<'a>(
+    qb: &mut QueryBuilder<'a, Sqlite>,
+    query: &ListQuery,
+    filters: &Filters<'a>,
+    trigrams: Option<&str>,
+) {
     // Only what the page bounds need: the id and the sort key.
-    let key = query.sort.column();
+    let key = sort_column(query.sort);
     if key == "id" {
         qb.push("WITH matches AS MATERIALIZED (SELECT tasks.id FROM ");
     } else {
@@ -607,11 +577,11 @@ fn push_matches<'a>(qb: &mut QueryBuilder<'a, Sqlite>, query: &ListQuery, filter
             "WITH matches AS MATERIALIZED (SELECT tasks.id, tasks.{key} FROM "
         ));
     }
-    if let Some(trigrams) = &filters.trigrams {
+    if let Some(trigrams) = trigrams {
         // A join led by the index (CROSS JOIN fixes the order), not `id IN (…)`, which would
         // collect every candidate before checking the first.
         qb.push("(SELECT rowid AS hit FROM tasks_search WHERE tasks_search MATCH ")
-            .push_bind(trigrams.clone())
+            .push_bind(trigrams.to_owned())
             .push(") CROSS JOIN tasks ON tasks.id = hit");
     } else {
         qb.push("tasks");
@@ -622,59 +592,21 @@ fn push_matches<'a>(qb: &mut QueryBuilder<'a, Sqlite>, query: &ListQuery, filter
         .push("), counted AS (SELECT count(*) AS total FROM matches) ");
 }
 
-/// The cursor's keyset condition (after `sep`), then order, limit (one extra row, to know
-/// whether another page follows) and offset.
-fn push_page_bounds(qb: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery, sep: &str) {
-    if let Some(cursor) = &query.cursor {
-        qb.push(sep);
-        push_after(qb, cursor);
-    }
-    let dir = query.order.keyword();
-    qb.push(format!(" ORDER BY {} {dir}, id {dir}", query.sort.column()));
-    qb.push(" LIMIT ").push_bind(i64::from(query.limit) + 1);
-    if query.offset > 0 {
-        qb.push(" OFFSET ").push_bind(query.offset);
-    }
-}
+impl Dialect for Sqlite {
+    // SQLite's LIKE ignores case for ASCII letters, as PostgreSQL's ILIKE does for all.
+    const LIKE: &'static str = "LIKE";
+    const SUM_OF_COUNTS: &'static str = "COALESCE(sum(n), 0)";
 
-/// The number of tasks matching `filters` without a search, as a scalar subquery: O(1) from
-/// the kept counts.
-fn push_total<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filters: &Filters<'a>) {
-    qb.push("(SELECT COALESCE(sum(n), 0) FROM task_counts");
-    if let Some(status) = filters.status {
-        qb.push(" WHERE status = ").push_bind(status.as_str());
+    fn push_sort_key<'a>(qb: &mut QueryBuilder<'a, Self>, after: &After) {
+        match after {
+            After::Id(id) => qb.push_bind(*id),
+            // Timestamps are stored as Unix milliseconds.
+            After::CreatedAt(at, _) | After::UpdatedAt(at, _) => {
+                qb.push_bind(at.timestamp_millis())
+            }
+            After::Title(title, _) => qb.push_bind(title.clone()),
+        };
     }
-    qb.push(")");
-}
-
-/// The keyset condition: strictly after the cursor's task in the listing's order, as a row
-/// value comparison the (column, id) indexes serve directly.
-fn push_after(qb: &mut QueryBuilder<'_, Sqlite>, cursor: &Cursor) {
-    let op = match cursor.order {
-        SortOrder::Asc => ">",
-        SortOrder::Desc => "<",
-    };
-    let (column, value) = match &cursor.after {
-        After::Id(id) => {
-            qb.push(format!("id {op} ")).push_bind(*id);
-            return;
-        }
-        After::CreatedAt(at, _) => ("created_at", SortValue::Millis(at.timestamp_millis())),
-        After::UpdatedAt(at, _) => ("updated_at", SortValue::Millis(at.timestamp_millis())),
-        After::Title(title, _) => ("title", SortValue::Text(title.clone())),
-    };
-    qb.push(format!("({column}, id) {op} ("));
-    match value {
-        SortValue::Millis(ms) => qb.push_bind(ms),
-        SortValue::Text(text) => qb.push_bind(text),
-    };
-    qb.push(", ").push_bind(cursor.after.id()).push(")");
-}
-
-/// A cursor's sort key as SQLite stores it.
-enum SortValue {
-    Millis(i64),
-    Text(String),
 }
 
 #[cfg(test)]

@@ -58,10 +58,9 @@ async fn without_configuration_no_cors_header_is_ever_sent() {
 #[tokio::test]
 async fn a_listed_origin_gets_the_api_methods_and_headers_and_no_other_origin_does() {
     let app = spawn_app_with(Backend::Sqlite, |c| {
-        c.cors_allowed_origins = task_api::config::parse_allowed_origins(&format!(
-            "{ALLOWED}, http://localhost:8080"
-        ))
-        .unwrap();
+        c.cors_allowed_origins =
+            task_api::config::parse_allowed_origins(&format!("{ALLOWED}, http://localhost:8080"))
+                .unwrap();
         // Preflights carry no credentials: they must not need a token.
         c.api_tokens = Some(TokenSet::from_tokens(["cors-test-token-0123456789"]));
     })

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use task_api::config::RetentionPolicy;
 use task_api::backup::schedule::run_once;
+use task_api::config::RetentionPolicy;
 use task_api::sysinfo::cgroup;
 
 use crate::exposition::{Exposition, promql_metric_names};
