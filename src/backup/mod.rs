@@ -6,8 +6,8 @@
 
 mod files;
 mod format;
-pub mod pre_migration;
-pub mod retention;
+pub(crate) mod pre_migration;
+mod retention;
 pub mod schedule;
 
 use std::io::IsTerminal;

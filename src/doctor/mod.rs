@@ -7,10 +7,10 @@
 //! - [`database`]: reachability, TLS, schema and where the password comes from;
 //! - [`backups`]: age of the newest backup and room for the next.
 
-pub mod backups;
-pub mod database;
-pub mod report;
-pub mod system;
+mod backups;
+mod database;
+mod report;
+mod system;
 
 use std::time::Duration;
 

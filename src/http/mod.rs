@@ -3,13 +3,13 @@
 
 mod auth;
 mod conditional;
-pub mod cors;
-pub mod error;
+mod cors;
+mod error;
 mod extract;
 mod headers;
-pub mod health;
-pub mod idempotency;
-pub mod metrics;
+mod health;
+mod idempotency;
+mod metrics;
 pub mod model;
 pub mod openapi;
 mod state;

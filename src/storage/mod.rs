@@ -6,7 +6,7 @@
 mod error;
 mod lent;
 mod observe;
-pub mod password_reload;
+pub(crate) mod password_reload;
 mod pg_pool;
 mod postgres;
 mod scratch;
