@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     #[error("no answer from {0} within {1:?}")]
     TimedOut(Uri, Duration),
     #[error("cannot reach {0}: {1}")]
@@ -20,7 +20,7 @@ pub enum ProbeError {
 }
 
 /// GETs `uri`; success only for a 2xx answer within `timeout`.
-pub async fn probe(uri: Uri, timeout: Duration) -> Result<StatusCode, ProbeError> {
+pub(crate) async fn probe(uri: Uri, timeout: Duration) -> Result<StatusCode, ProbeError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let response = match tokio::time::timeout(timeout, client.get(uri.clone())).await {
         Err(_) => return Err(ProbeError::TimedOut(uri, timeout)),

@@ -4,11 +4,13 @@
 //! - [`cli`]: the `task-api` command line (serve, migrate, healthcheck, backups, drill, doctor);
 //! - [`backup`]: backup files, restore, retention, the recovery drill, schedules;
 //! - [`config`]: settings from the environment, parsed once into typed values;
-//! - [`doctor`]: the security and readiness self-check (`task-api doctor`);
+//! - `doctor`: the security and readiness self-check (`task-api doctor`);
 //! - [`domain`]: validated task types, the only input storage accepts;
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
-//! - [`serve`]: the HTTP/1.1 connection loop and its per-connection limits;
+//! - [`metrics`]: the Prometheus registry, its collectors and the background task counts;
+//! - [`readiness`]: whether the service takes task traffic, as signals;
+//! - `serve`: the HTTP/1.1 connection loop and its per-connection limits;
 //! - [`sysinfo`]: process and container (cgroup) resource readings for metrics and doctor;
 //! - [`startup`]: binding, serving, background schema preparation, graceful shutdown;
 //! - [`tokens`]: the bearer tokens of `API_TOKENS_FILE` and `METRICS_TOKENS_FILE`.

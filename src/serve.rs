@@ -22,7 +22,7 @@ use crate::config::ConnectionArgs;
 use idle::{LastActivity, Tracked};
 
 /// Largest request head (request line and headers); past it hyper answers 431 and closes.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Pause after an accept error such as running out of file descriptors, which would
 /// otherwise repeat at once in a busy loop.
@@ -30,7 +30,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
 /// Serves `app` on `listener` until `stop` is cancelled and every connection has closed.
 /// Dropping the returned future drops every connection still open.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionArgs,

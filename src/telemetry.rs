@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// JSON unless stdout is a terminal.
     Auto,
     Json,
@@ -15,7 +15,7 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber; a second call (as in tests) keeps the first.
-pub fn init(format: LogFormat) {
+pub(crate) fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LOG_LEVEL")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -41,7 +41,7 @@ pub fn init(format: LogFormat) {
 }
 
 /// An error and all its causes on one line, `outer: inner: innermost`, for logs.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

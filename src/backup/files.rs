@@ -29,7 +29,7 @@ pub struct BackupFile {
 }
 
 /// `taskmanager_backup_YYYYMMDD_HHMMSS[_N].jsonl.zst` → the time in it.
-pub fn parse_name(name: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_name(name: &str) -> Option<DateTime<Utc>> {
     let stem = name.strip_prefix(PREFIX)?.strip_suffix(EXTENSION)?;
     let (stamp, rest) = stem.split_at_checked(15)?;
     if !(rest.is_empty()
@@ -54,7 +54,7 @@ fn name_for(taken_at: DateTime<Utc>, attempt: u32) -> String {
 }
 
 /// The hidden name a backup is written under until it is complete.
-pub fn partial_path(dir: &Path, taken_at: DateTime<Utc>) -> PathBuf {
+pub(super) fn partial_path(dir: &Path, taken_at: DateTime<Utc>) -> PathBuf {
     dir.join(format!(
         ".{}.{}{PARTIAL}",
         name_for(taken_at, 0),
@@ -64,7 +64,7 @@ pub fn partial_path(dir: &Path, taken_at: DateTime<Utc>) -> PathBuf {
 
 /// Gives a complete, synced backup its real name, never replacing an existing backup, and
 /// syncs the directory so the name survives a crash.
-pub fn publish(
+pub(super) fn publish(
     partial: &Path,
     dir: &Path,
     taken_at: DateTime<Utc>,
@@ -101,7 +101,7 @@ fn sync_dir(dir: &Path) -> Result<(), BackupError> {
 }
 
 /// Every backup file in `dir`, newest first. A missing directory holds no backups.
-pub fn list(dir: &Path) -> Result<Vec<BackupFile>, BackupError> {
+pub(super) fn list(dir: &Path) -> Result<Vec<BackupFile>, BackupError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -135,7 +135,7 @@ pub fn list(dir: &Path) -> Result<Vec<BackupFile>, BackupError> {
 }
 
 /// Partial files left by backups that died (not touched for an hour).
-pub fn stale_partials(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn stale_partials(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };

@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
-pub use sha2::Sha256;
+pub(super) use sha2::Sha256;
 
 use super::BackupError;
 use crate::domain::{Task, TaskDescription, TaskId, TaskStatus, TaskTitle};
 
-pub const FORMAT_NAME: &str = "task-api-backup";
+pub(super) const FORMAT_NAME: &str = "task-api-backup";
 /// Bumped on any change an older reader could not read correctly.
 pub const FORMAT_VERSION: u32 = 1;
 /// Fast and still a good ratio on text; higher levels cost more time than they save space.
@@ -102,7 +102,7 @@ fn timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// Writes a backup to `path` (a temporary name: the caller renames it once complete).
-pub struct Writer {
+pub(super) struct Writer {
     path: PathBuf,
     encoder: zstd::Encoder<'static, BufWriter<File>>,
     hasher: Sha256,
@@ -111,7 +111,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn create(path: &Path, header: &Header) -> Result<Self, BackupError> {
+    pub(super) fn create(path: &Path, header: &Header) -> Result<Self, BackupError> {
         let io = |source| BackupError::io(path, source);
         let file = File::create(path).map_err(io)?;
         let mut encoder =
@@ -139,7 +139,7 @@ impl Writer {
             .map_err(|e| BackupError::io(&self.path, e))
     }
 
-    pub fn write_task(&mut self, task: &Task) -> Result<(), BackupError> {
+    pub(super) fn write_task(&mut self, task: &Task) -> Result<(), BackupError> {
         let record = Record {
             id: task.id.get(),
             title: &task.title,
@@ -154,7 +154,7 @@ impl Writer {
     }
 
     /// Appends the trailer and makes the bytes durable; returns the trailer.
-    pub fn finish(mut self, id_high_water: i64) -> Result<Trailer, BackupError> {
+    pub(super) fn finish(mut self, id_high_water: i64) -> Result<Trailer, BackupError> {
         let trailer = Trailer {
             rows: self.rows,
             id_high_water,
@@ -179,7 +179,7 @@ impl Writer {
 }
 
 /// Reads a backup, checking every line as it goes; the trailer is checked at the end.
-pub struct Reader {
+pub(super) struct Reader {
     path: PathBuf,
     lines: BufReader<zstd::Decoder<'static, BufReader<File>>>,
     header: Header,
@@ -194,13 +194,13 @@ pub struct Reader {
 
 impl Reader {
     /// Opens a backup and reads its header; refuses what is not a backup or is too new.
-    pub fn open(path: &Path) -> Result<Self, BackupError> {
+    pub(super) fn open(path: &Path) -> Result<Self, BackupError> {
         Self::open_with(path, Some(Sha256::new()))
     }
 
     /// Reads again, from its start, a file that [`Self::from_file`] has just read in full:
     /// the same open file, so a file renamed over the path meanwhile is not what gets read.
-    pub fn reread_verified(mut file: File, path: &Path) -> Result<Self, BackupError> {
+    pub(super) fn reread_verified(mut file: File, path: &Path) -> Result<Self, BackupError> {
         file.seek(SeekFrom::Start(0))
             .map_err(|e| BackupError::io(path, e))?;
         Self::from_file(file, path, None)
@@ -212,7 +212,7 @@ impl Reader {
     }
 
     /// Reads a backup from an open file, computing its SHA-256 when `hasher` is given.
-    pub fn from_file(file: File, path: &Path, hasher: Option<Sha256>) -> Result<Self, BackupError> {
+    pub(super) fn from_file(file: File, path: &Path, hasher: Option<Sha256>) -> Result<Self, BackupError> {
         let io = |source| BackupError::io(path, source);
         let decoder = zstd::Decoder::new(file).map_err(io)?;
         let mut reader = Self {
@@ -246,7 +246,7 @@ impl Reader {
         Ok(reader)
     }
 
-    pub fn header(&self) -> &Header {
+    pub(super) fn header(&self) -> &Header {
         &self.header
     }
 
@@ -276,7 +276,7 @@ impl Reader {
     }
 
     /// The next task, or `None` once the trailer has been read and checked.
-    pub fn next_task(&mut self) -> Result<Option<Task>, BackupError> {
+    pub(super) fn next_task(&mut self) -> Result<Option<Task>, BackupError> {
         if !self.next_line()? {
             return Ok(None);
         }
@@ -289,7 +289,7 @@ impl Reader {
     }
 
     /// Checks the next task without building it; false once the trailer has been checked.
-    pub fn check_next(&mut self) -> Result<bool, BackupError> {
+    pub(super) fn check_next(&mut self) -> Result<bool, BackupError> {
         if !self.next_line()? {
             return Ok(false);
         }
@@ -302,7 +302,7 @@ impl Reader {
 
     /// Checks every task line on a second thread while this one decompresses and hashes: the
     /// same checks as [`Self::check_next`], in about half the time on two cores.
-    pub fn check_all_parallel(mut self) -> Result<(Header, Trailer), BackupError> {
+    pub(super) fn check_all_parallel(mut self) -> Result<(Header, Trailer), BackupError> {
         const CHUNK_BYTES: usize = 1 << 18;
         let (sink, chunks) = std::sync::mpsc::sync_channel::<(u64, String)>(4);
         let checker = std::thread::spawn(move || {
@@ -398,7 +398,7 @@ impl Reader {
     }
 
     /// The trailer, once every task has been read.
-    pub fn trailer(&self) -> Option<&Trailer> {
+    pub(super) fn trailer(&self) -> Option<&Trailer> {
         self.trailer.as_ref()
     }
 }

@@ -9,7 +9,7 @@ use crate::storage::{Database, StorageError};
 
 /// Why pending migrations were not applied.
 #[derive(Debug, thiserror::Error)]
-pub enum PreMigrationError {
+pub(crate) enum PreMigrationError {
     // The cause follows through `source`, as error chains print it.
     #[error(
         "{pending} pending migration(s) not applied because the backup before migrating into {} \
@@ -29,7 +29,7 @@ pub enum PreMigrationError {
 
 impl PreMigrationError {
     /// True when the database is merely away: worth a quiet retry.
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             Self::Storage(e) => e.is_unavailable(),
             Self::BackupFailed {
@@ -43,7 +43,7 @@ impl PreMigrationError {
 
 /// Writes a backup into `dir` when migrations are pending and the database holds tasks;
 /// `None` when there is nothing to protect (a new database) or nothing to apply.
-pub async fn backup_if_needed(
+pub(crate) async fn backup_if_needed(
     db: &Database,
     dir: &Path,
 ) -> Result<Option<BackupOutcome>, PreMigrationError> {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use crate::config::RetentionPolicy;
 
 /// For good backups taken at `times` (newest first), whether each is kept.
-pub fn keep(times: &[DateTime<Utc>], policy: RetentionPolicy) -> Vec<bool> {
+pub(super) fn keep(times: &[DateTime<Utc>], policy: RetentionPolicy) -> Vec<bool> {
     let mut kept: Vec<bool> = (0..times.len())
         .map(|i| i == 0 || i < policy.keep_last)
         .collect();

@@ -4,6 +4,11 @@
 //! or one area's settings. Each area declares its flags once, in its own module, and every
 //! subcommand that needs them flattens the same struct; each default is written once, in the
 //! flag's declaration, and [`defaults`] reads it from there.
+#![expect(
+    rustdoc::bare_urls,
+    rustdoc::invalid_html_tags,
+    reason = "the flags' doc comments are their --help text, printed as written"
+)]
 
 mod access;
 mod backup;

@@ -16,11 +16,11 @@ use crate::config::Schedule;
 /// that takes a while, or one retry after a minute, must not raise an alarm.
 const AGE_TOLERANCE: f64 = 1.5;
 /// Free space always kept in reserve for the next backup, whatever the size of the last one.
-pub const SPACE_FLOOR_BYTES: u64 = 64 << 20;
+pub(super) const SPACE_FLOOR_BYTES: u64 = 64 << 20;
 
 /// What the doctor knows about backups from the configuration.
 #[derive(Debug, Clone)]
-pub struct BackupSettings {
+pub(crate) struct BackupSettings {
     pub dir: PathBuf,
     /// This process's own schedule (`BACKUP_EVERY` / `BACKUP_AT`).
     pub schedule: Schedule,
@@ -47,7 +47,7 @@ impl BackupSettings {
 }
 
 /// The backup_age and backup_space rows.
-pub fn probe(settings: &BackupSettings, now: DateTime<Utc>) -> Vec<(RowId, Finding)> {
+pub(super) fn probe(settings: &BackupSettings, now: DateTime<Utc>) -> Vec<(RowId, Finding)> {
     let newest = backup::newest(&settings.dir);
     let newest_size = newest
         .as_ref()
@@ -74,7 +74,7 @@ fn whole_seconds(age: Duration) -> String {
     humantime::format_duration(Duration::from_secs(age.as_secs())).to_string()
 }
 
-pub fn backup_age(
+pub(super) fn backup_age(
     dir: &Path,
     newest: &Result<Option<BackupFile>, BackupError>,
     interval: Option<(Duration, &'static str)>,
@@ -125,7 +125,7 @@ pub fn backup_age(
 
 /// What the filesystem holding BACKUP_DIR says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Space {
+pub(super) struct Space {
     pub free_bytes: u64,
     pub total_bytes: u64,
     /// Whether this process may create files in the directory (access(2) with W_OK, which
@@ -145,7 +145,7 @@ fn read_space(dir: &Path) -> std::io::Result<Space> {
 
 /// Enough room means twice the newest backup (the next one is written beside it before
 /// retention removes anything) plus a fixed floor.
-pub fn backup_space(
+pub(super) fn backup_space(
     dir: &Path,
     space: &Space,
     newest_size: Option<u64>,

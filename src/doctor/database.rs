@@ -18,14 +18,14 @@ use crate::telemetry::error_chain;
 
 /// What the server said about itself and about this connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInfo {
+pub(super) struct ServerInfo {
     pub version: String,
     pub tls: Tls,
     pub elapsed: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tls {
+pub(super) enum Tls {
     /// A local SQLite file: no connection to protect.
     NotApplicable,
     Off,
@@ -36,7 +36,7 @@ pub enum Tls {
 }
 
 /// The database, database_tls, migrations and password_source rows.
-pub async fn probe(settings: &DatabaseSettings, timeout: Duration) -> Vec<(RowId, Finding)> {
+pub(super) async fn probe(settings: &DatabaseSettings, timeout: Duration) -> Vec<(RowId, Finding)> {
     let info = server_info(&settings.database, timeout).await;
     let migrations = match &info {
         Ok(_) => migrations(settings, timeout).await,
@@ -118,7 +118,7 @@ async fn sqlite_info(path: &Path) -> Result<(String, Tls), sqlx::Error> {
     Ok((format!("SQLite {version}"), Tls::NotApplicable))
 }
 
-pub fn database(config: &DatabaseConfig, info: &Result<ServerInfo, String>) -> Finding {
+pub(super) fn database(config: &DatabaseConfig, info: &Result<ServerInfo, String>) -> Finding {
     match info {
         Ok(info) => Finding::pass(
             format!("{} at {config}", info.version),
@@ -128,7 +128,7 @@ pub fn database(config: &DatabaseConfig, info: &Result<ServerInfo, String>) -> F
     }
 }
 
-pub fn tls(info: &Result<ServerInfo, String>) -> Finding {
+pub(super) fn tls(info: &Result<ServerInfo, String>) -> Finding {
     match info.as_ref().map(|i| &i.tls) {
         Ok(Tls::NotApplicable) => Finding::pass(
             "not applicable",
@@ -182,7 +182,7 @@ async fn migrations(settings: &DatabaseSettings, timeout: Duration) -> Finding {
     }
 }
 
-pub fn password_source(config: &DatabaseConfig) -> Finding {
+pub(super) fn password_source(config: &DatabaseConfig) -> Finding {
     let DatabaseConfig::Postgres(pg) = config else {
         return Finding::pass("none (SQLite)", "SQLite takes no password");
     };

@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-pub use backups::BackupSettings;
-pub use report::{Finding, Report, Requirement, RowId, Status};
+pub(crate) use backups::BackupSettings;
+pub(crate) use report::{Finding, Report, Requirement, RowId};
 
 use crate::config::DatabaseSettings;
 
 /// Everything the self-check needs from the configuration.
 #[derive(Debug, Clone)]
-pub struct DoctorSettings {
+pub(crate) struct DoctorSettings {
     pub database: DatabaseSettings,
     pub backups: BackupSettings,
     /// Bound on each database probe.
@@ -34,7 +34,7 @@ pub struct DoctorSettings {
 }
 
 /// Runs every probe once and assembles the report.
-pub async fn run(settings: &DoctorSettings) -> Report {
+pub(crate) async fn run(settings: &DoctorSettings) -> Report {
     let mut findings = system::probe(&system::Sources::default());
     findings.extend(database::probe(&settings.database, settings.timeout).await);
     findings.extend(backups::probe(&settings.backups, Utc::now()));
@@ -45,7 +45,7 @@ pub async fn run(settings: &DoctorSettings) -> Report {
 
 /// What `serve` would make of `API_TOKENS_FILE`: how many tokens it holds, or why it would
 /// refuse to start.
-pub fn api_tokens(file: Option<&std::path::Path>) -> ApiTokens {
+pub(crate) fn api_tokens(file: Option<&std::path::Path>) -> ApiTokens {
     match file.map(crate::tokens::TokenSet::from_file) {
         None => ApiTokens::Off,
         Some(Ok(tokens)) => ApiTokens::On(tokens.len()),
@@ -55,13 +55,13 @@ pub fn api_tokens(file: Option<&std::path::Path>) -> ApiTokens {
 
 /// The state of API access control, as the api_auth row reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiTokens {
+pub(crate) enum ApiTokens {
     Off,
     On(usize),
     Broken(String),
 }
 
-pub fn api_auth(tokens: &ApiTokens) -> Finding {
+pub(crate) fn api_auth(tokens: &ApiTokens) -> Finding {
     match tokens {
         ApiTokens::On(n) => Finding::pass(
             format!("{n} token(s) required (API_TOKENS_FILE)"),

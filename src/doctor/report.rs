@@ -8,7 +8,7 @@ use serde::Serialize;
 /// One row of the deployment's security summary, in the order the report shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RowId {
+pub(crate) enum RowId {
     User,
     RootFilesystem,
     Tmp,
@@ -26,7 +26,7 @@ pub enum RowId {
 }
 
 impl RowId {
-    pub const ALL: [RowId; 14] = [
+    pub(crate) const ALL: [RowId; 14] = [
         Self::User,
         Self::RootFilesystem,
         Self::Tmp,
@@ -43,7 +43,7 @@ impl RowId {
         Self::ApiAuth,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
             Self::RootFilesystem => "root_filesystem",
@@ -65,21 +65,21 @@ impl RowId {
     /// Advisory rows report a shortfall as a warning unless they are named explicitly in the
     /// requirement: a plaintext database link on a private network, or an API without tokens
     /// behind an authenticating proxy, can be a deliberate choice.
-    pub fn is_advisory(self) -> bool {
+    pub(crate) fn is_advisory(self) -> bool {
         matches!(self, Self::DatabaseTls | Self::ApiAuth)
     }
 }
 
 /// What a probe found for one row: whether the row's condition holds, what was seen, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub passed: bool,
     pub observed: String,
     pub reason: String,
 }
 
 impl Finding {
-    pub fn pass(observed: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn pass(observed: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             passed: true,
             observed: observed.into(),
@@ -87,7 +87,7 @@ impl Finding {
         }
     }
 
-    pub fn fail(observed: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn fail(observed: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             passed: false,
             observed: observed.into(),
@@ -98,7 +98,7 @@ impl Finding {
 
 /// Which rows decide the exit code (`--require` / `DOCTOR_REQUIRE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Requirement {
+pub(crate) enum Requirement {
     /// Every row but the advisory ones.
     All,
     None,
@@ -106,7 +106,7 @@ pub enum Requirement {
 }
 
 impl Requirement {
-    pub fn is_required(&self, id: RowId) -> bool {
+    pub(crate) fn is_required(&self, id: RowId) -> bool {
         match self {
             Self::All => !id.is_advisory(),
             Self::None => false,
@@ -152,14 +152,14 @@ fn valid_values() -> String {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Pass,
     Fail,
     Warn,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub id: RowId,
     pub status: Status,
     pub required: bool,
@@ -168,7 +168,7 @@ pub struct Row {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// True when every required row passed: the exit code is 0.
     pub ok: bool,
     pub passed: usize,
@@ -180,7 +180,7 @@ pub struct Summary {
 
 /// The whole self-check, in row order.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub rows: Vec<Row>,
     pub summary: Summary,
 }
@@ -188,7 +188,7 @@ pub struct Report {
 impl Report {
     /// Turns findings into rows: a shortfall is a failure when the row is required or not
     /// advisory, otherwise a warning.
-    pub fn new(findings: Vec<(RowId, Finding)>, requirement: &Requirement) -> Self {
+    pub(crate) fn new(findings: Vec<(RowId, Finding)>, requirement: &Requirement) -> Self {
         let rows: Vec<Row> = findings
             .into_iter()
             .map(|(id, finding)| {
@@ -223,14 +223,14 @@ impl Report {
         Self { rows, summary }
     }
 
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| {
             format!(r#"{{"error": "the report could not be serialised: {e}"}}"#)
         })
     }
 
     /// A table for people: ROW, STATUS, OBSERVED, REASON, then a one-line verdict.
-    pub fn to_table(&self) -> String {
+    pub(crate) fn to_table(&self) -> String {
         let status_text = |row: &Row| match (row.status, row.required) {
             (Status::Pass, _) => "pass",
             (Status::Warn, _) => "warn",

@@ -14,7 +14,7 @@ use crate::sysinfo::cgroup::{self, CgroupStats, CgroupVersion};
 
 /// Where the probes read from; tests point these at fixtures.
 #[derive(Debug, Clone)]
-pub struct Sources {
+pub(super) struct Sources {
     pub proc_self_status: PathBuf,
     pub proc_self_mountinfo: PathBuf,
     pub cgroup: cgroup::Sources,
@@ -31,7 +31,7 @@ impl Default for Sources {
 }
 
 /// Every system row, in report order.
-pub fn probe(sources: &Sources) -> Vec<(RowId, Finding)> {
+pub(super) fn probe(sources: &Sources) -> Vec<(RowId, Finding)> {
     let status = read_parsed::<Status>(&sources.proc_self_status);
     let mounts = read_parsed::<MountInfos>(&sources.proc_self_mountinfo);
     let limits = cgroup::read_from(&sources.cgroup);
@@ -59,7 +59,7 @@ fn read_parsed<T: FromBufRead>(path: &Path) -> Result<T, String> {
     T::from_buf_read(text.as_slice()).map_err(|e| format!("cannot parse {}: {e}", path.display()))
 }
 
-pub fn user(status: &Status) -> Finding {
+pub(super) fn user(status: &Status) -> Finding {
     let observed = if status.ruid == status.euid && status.rgid == status.egid {
         format!("uid {}, gid {}", status.euid, status.egid)
     } else {
@@ -103,7 +103,7 @@ fn has_option(mount: &MountInfo, name: &str) -> bool {
     mount.mount_options.contains_key(name) || mount.super_options.contains_key(name)
 }
 
-pub fn root_filesystem(mounts: &MountInfos) -> Finding {
+pub(super) fn root_filesystem(mounts: &MountInfos) -> Finding {
     let Some(root) = root_mount(mounts) else {
         return Finding::fail("no mount at /", "/proc/self/mountinfo lists no root mount");
     };
@@ -117,7 +117,7 @@ pub fn root_filesystem(mounts: &MountInfos) -> Finding {
     }
 }
 
-pub fn tmp(mounts: &MountInfos) -> Finding {
+pub(super) fn tmp(mounts: &MountInfos) -> Finding {
     let fix = "mount it with --tmpfs /tmp:rw,noexec,nosuid,size=100m";
     let Some(mount) = mount_at(mounts, "/tmp") else {
         return Finding::fail(
@@ -187,7 +187,7 @@ fn cgroup_name(stats: &CgroupStats) -> &'static str {
     }
 }
 
-pub fn memory_limit(stats: &CgroupStats) -> Finding {
+pub(super) fn memory_limit(stats: &CgroupStats) -> Finding {
     match stats.memory_limit_bytes {
         Some(limit) => Finding::pass(
             format!("{} ({})", HumanBytes(limit), cgroup_name(stats)),
@@ -200,7 +200,7 @@ pub fn memory_limit(stats: &CgroupStats) -> Finding {
     }
 }
 
-pub fn cpu_limit(stats: &CgroupStats) -> Finding {
+pub(super) fn cpu_limit(stats: &CgroupStats) -> Finding {
     match stats.cpu_limit_cores {
         Some(cores) => Finding::pass(
             format!("{cores} CPUs ({})", cgroup_name(stats)),
@@ -275,7 +275,7 @@ fn capability_set(set: u64) -> String {
     }
 }
 
-pub fn capabilities(status: &Status) -> Finding {
+pub(super) fn capabilities(status: &Status) -> Finding {
     let bounding = status.capbnd.map_or("unknown".to_owned(), capability_set);
     let observed = format!(
         "effective {}; permitted {}; bounding {bounding}",
@@ -292,7 +292,7 @@ pub fn capabilities(status: &Status) -> Finding {
     }
 }
 
-pub fn no_new_privileges(status: &Status) -> Finding {
+pub(super) fn no_new_privileges(status: &Status) -> Finding {
     match status.nonewprivs {
         Some(1) => Finding::pass("NoNewPrivs 1", "no process here can gain privileges"),
         Some(value) => Finding::fail(

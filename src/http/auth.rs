@@ -15,7 +15,7 @@ use super::state::AppState;
 use crate::tokens::TokenSet;
 
 /// Middleware of the task routes.
-pub async fn require_api_token(
+pub(super) async fn require_api_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
@@ -29,7 +29,7 @@ pub async fn require_api_token(
 }
 
 /// Middleware of `/metrics`.
-pub async fn require_metrics_token(
+pub(super) async fn require_metrics_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,

@@ -13,11 +13,11 @@ use chrono::{DateTime, Utc};
 use super::error::ApiError;
 use crate::domain::{Task, TaskId};
 
-pub fn etag(task: &Task) -> String {
+pub(super) fn etag(task: &Task) -> String {
     format!("\"{}-{}\"", task.id, task.updated_at.timestamp_millis())
 }
 
-pub fn etag_header(task: &Task) -> (HeaderName, HeaderValue) {
+pub(super) fn etag_header(task: &Task) -> (HeaderName, HeaderValue) {
     // Digits, a dash and quotes: always a valid header value.
     let value = HeaderValue::from_str(&etag(task)).unwrap_or(HeaderValue::from_static("\"\""));
     (header::ETAG, value)
@@ -48,7 +48,7 @@ fn parse_tags(headers: &HeaderMap, name: HeaderName) -> Result<Option<Tags>, Api
 
 /// What an `If-Match` header asks of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IfMatch {
+pub(super) enum IfMatch {
     Absent,
     Any,
     Tags(Vec<String>),
@@ -68,7 +68,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 
 /// The precondition a write runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Precondition {
+pub(super) struct Precondition {
     /// The `updated_at` the task must still have.
     pub expected: Option<DateTime<Utc>>,
     /// Whether the client asked for a condition at all (a missing task then fails it too).
@@ -78,7 +78,7 @@ pub struct Precondition {
 impl IfMatch {
     /// The version to require for task `id`; 412 at once when no tag can be one of its versions
     /// (weak tags never match: `If-Match` compares strongly).
-    pub fn precondition(&self, id: TaskId) -> Result<Precondition, ApiError> {
+    pub(super) fn precondition(&self, id: TaskId) -> Result<Precondition, ApiError> {
         match self {
             Self::Absent => Ok(Precondition {
                 expected: None,
@@ -111,7 +111,7 @@ fn version_in(tag: &str, id: TaskId) -> Option<DateTime<Utc>> {
 
 /// An `If-None-Match` header on a read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IfNoneMatch(Option<Tags>);
+pub(super) struct IfNoneMatch(Option<Tags>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = ApiError;
@@ -123,7 +123,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
 
 impl IfNoneMatch {
     /// True when the client already holds this version (weak comparison, as RFC 9110 asks).
-    pub fn matches(&self, task: &Task) -> bool {
+    pub(super) fn matches(&self, task: &Task) -> bool {
         let current = etag(task);
         match &self.0 {
             None => false,

@@ -7,7 +7,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 
 /// The CORS layer for exactly these origins, the API's methods and the headers it reads.
-pub fn layer(origins: Vec<HeaderValue>) -> CorsLayer {
+pub(super) fn layer(origins: Vec<HeaderValue>) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([

@@ -120,7 +120,7 @@ impl From<StorageError> for ApiError {
 
 /// The error envelope: `{"success": false, "error": {...}}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorEnvelope {
+pub(super) struct ErrorEnvelope {
     /// Always `false`.
     pub success: bool,
     pub error: ErrorBody,
@@ -133,7 +133,10 @@ pub struct ErrorEnvelope {
     description = "API_TOKENS_FILE is set and no valid token was given",
     headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
 )]
-pub struct Unauthorized(pub ErrorEnvelope);
+pub(super) struct Unauthorized(
+    #[expect(dead_code, reason = "only its schema is used, by the OpenAPI document")]
+    ErrorEnvelope,
+);
 
 /// The answer of every `/tasks` operation while the database is away or the service is at its
 /// concurrency limit.
@@ -142,10 +145,13 @@ pub struct Unauthorized(pub ErrorEnvelope);
     description = "Database unavailable, or too many requests at once",
     headers(("Retry-After" = String, description = "Seconds to wait before retrying"))
 )]
-pub struct Unavailable(pub ErrorEnvelope);
+pub(super) struct Unavailable(
+    #[expect(dead_code, reason = "only its schema is used, by the OpenAPI document")]
+    ErrorEnvelope,
+);
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(super) struct ErrorBody {
     /// Stable, machine-readable snake_case code.
     #[schema(example = "validation_failed")]
     pub code: String,
@@ -222,7 +228,7 @@ fn log_server_error(error: &ApiError) {
 
 /// Middleware: gives error responses that carry no JSON body (those axum and tower build
 /// themselves) the API's error envelope, keeping their status and headers such as `Allow`.
-pub async fn envelope_bare_errors(request: Request, next: Next) -> Response {
+pub(super) async fn envelope_bare_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {

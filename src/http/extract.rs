@@ -17,7 +17,7 @@ use crate::domain::{Cursor, ListQuery, TaskId};
 
 /// A JSON body: 415 without a JSON content type, 413 past the body limit, 400 when it is not
 /// JSON or not of the expected shape (naming the field at fault).
-pub struct JsonBody<T>(pub T);
+pub(super) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -28,7 +28,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 /// A [`JsonBody`] together with the bytes it was read from (for a request fingerprint).
-pub struct JsonBodyBytes<T>(pub T, pub Bytes);
+pub(super) struct JsonBodyBytes<T>(pub T, pub Bytes);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBodyBytes<T> {
     type Rejection = ApiError;
@@ -61,7 +61,7 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
     Ok((value, bytes))
 }
 
-/// A request body's bytes as `T`, exactly as [`JsonBody`] reads them: 400 `invalid_json` when
+/// A request body's bytes as `T`, exactly as `JsonBody` reads them: 400 `invalid_json` when
 /// they are not JSON, 400 `invalid_body` when they are not an object of the expected shape.
 pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde would also read a struct from a JSON array; only an object is a valid body.
@@ -142,7 +142,7 @@ fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// The `{id}` of `/tasks/{id}`: 400 unless it is a positive integer that fits in 64 bits.
-pub struct TaskIdPath(pub TaskId);
+pub(super) struct TaskIdPath(pub TaskId);
 
 impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
     type Rejection = ApiError;
@@ -163,7 +163,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
 /// Unknown parameters are ignored, as caches and proxies may add their own.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(super) struct ListParams {
     /// Only tasks in this status.
     #[param(value_type = Option<crate::domain::TaskStatus>)]
     pub status: Option<String>,
@@ -192,7 +192,7 @@ pub struct ListParams {
 }
 
 /// A validated listing request; every bad parameter is named in the 400's details.
-pub struct ListRequest(pub ListQuery);
+pub(super) struct ListRequest(pub ListQuery);
 
 impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
     type Rejection = ApiError;
@@ -202,7 +202,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
     }
 }
 
-/// The query string of a `GET /tasks` request as a [`ListQuery`], exactly as [`ListRequest`]
+/// The query string of a `GET /tasks` request as a [`ListQuery`], exactly as `ListRequest`
 /// reads it: 400 `invalid_parameter`, naming every bad parameter.
 pub fn parse_list_query(uri: &Uri) -> Result<ListQuery, ApiError> {
     if let Some(name) = uri.query().and_then(first_non_utf8_parameter) {

@@ -15,7 +15,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The answer of `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HealthReport {
+pub(super) struct HealthReport {
     /// `healthy` or `unhealthy`.
     #[schema(example = "healthy")]
     pub status: &'static str,
@@ -49,7 +49,7 @@ pub struct HealthReport {
         (status = 503, description = "Database unreachable or schema not current", body = HealthReport),
     )
 )]
-pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
     let db = state.db();
     let latency = tokio::time::timeout(PROBE_TIMEOUT, db.ping())
         .await
@@ -104,7 +104,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
 
 /// The answer of `GET /livez` and `GET /readyz`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProbeReport {
+pub(super) struct ProbeReport {
     /// `alive`, `ready` or `not_ready`.
     pub status: &'static str,
     /// Why the service is not ready: `draining`, `migrations_pending` or
@@ -118,7 +118,7 @@ pub struct ProbeReport {
     get, path = "/livez", tag = "operations",
     responses((status = 200, description = "The process is serving", body = ProbeReport))
 )]
-pub async fn livez() -> Json<ProbeReport> {
+pub(super) async fn livez() -> Json<ProbeReport> {
     Json(ProbeReport {
         status: "alive",
         reason: None,
@@ -134,7 +134,7 @@ pub async fn livez() -> Json<ProbeReport> {
         (status = 503, description = "Not ready; `reason` says why", body = ProbeReport),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ProbeReport>) {
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ProbeReport>) {
     let reason = if state.readiness().draining() {
         Some("draining")
     } else if !matches!(

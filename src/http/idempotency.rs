@@ -16,13 +16,13 @@ use super::model::TaskEnvelope;
 use crate::domain::Task;
 use crate::storage::{KeptReply, StorageError};
 
-pub use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+pub(super) use super::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 
 /// Longest key accepted.
-pub const MAX_KEY_LEN: usize = 255;
+pub(super) const MAX_KEY_LEN: usize = 255;
 
 /// The `Idempotency-Key` header, if given: 1 to 255 visible ASCII characters, once.
-pub struct IdempotencyKey(pub Option<String>);
+pub(super) struct IdempotencyKey(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
@@ -56,7 +56,7 @@ fn invalid(message: &str) -> ApiError {
 
 /// SHA-256 of the body in canonical form (object keys sorted, no insignificant whitespace), so
 /// a client that re-serialises the same request still matches.
-pub fn fingerprint(body: &[u8]) -> [u8; 32] {
+pub(super) fn fingerprint(body: &[u8]) -> [u8; 32] {
     let canonical = serde_json::from_slice::<Value>(body)
         .map(canonical)
         .and_then(|value| serde_json::to_vec(&value))
@@ -85,7 +85,7 @@ fn canonical(value: Value) -> Value {
 
 /// The first response to a keyed create, remembered so a retry gets exactly the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
+pub(super) struct StoredResponse {
     task_id: i64,
     etag: String,
     body: String,
@@ -114,7 +114,7 @@ impl KeptReply for StoredResponse {
 }
 
 /// The response to a create, in the form it is stored and replayed.
-pub fn remember(task: &Task) -> Result<StoredResponse, StorageError> {
+pub(super) fn remember(task: &Task) -> Result<StoredResponse, StorageError> {
     let body =
         serde_json::to_string(&TaskEnvelope::new(task.clone())).map_err(StorageError::Encode)?;
     Ok(StoredResponse {
@@ -125,7 +125,7 @@ pub fn remember(task: &Task) -> Result<StoredResponse, StorageError> {
 }
 
 /// `201 Created` with the stored body, `Location` and `ETag`; marked when it is a replay.
-pub fn created_response(stored: StoredResponse, replayed: bool) -> Result<Response, ApiError> {
+pub(super) fn created_response(stored: StoredResponse, replayed: bool) -> Result<Response, ApiError> {
     let header_value =
         |text: String| HeaderValue::try_from(text).map_err(|e| ApiError::Internal(Box::new(e)));
     let location = header_value(format!("/tasks/{}", stored.task_id))?;

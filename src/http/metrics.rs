@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorEnvelope};
 use super::state::AppState;
 
 /// Middleware: counts and times every request by its route template.
-pub async fn track_requests(
+pub(super) async fn track_requests(
     State(state): State<AppState>,
     request: Request,
     next: Next,
@@ -53,7 +53,7 @@ fn method_label(method: &Method) -> &'static str {
          headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
     )
 )]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state
         .metrics()
         .render(state.db())

@@ -98,7 +98,7 @@ pub struct TaskPatch {
     pattern = r"^[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]([^\x00-\x1F\x7F-\x9F]{0,253}[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
     example = "Write the runbook"
 )]
-#[allow(dead_code, reason = "a schema only: titles arrive as plain strings")]
+#[expect(dead_code, reason = "a schema only: titles arrive as plain strings")]
 pub struct TitleText(String);
 
 /// Collects per-field validation messages into one 422.

@@ -46,7 +46,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
         (status = 503, response = Unavailable),
     )
 )]
-pub async fn create_task(
+pub(super) async fn create_task(
     State(state): State<AppState>,
     IdempotencyKey(key): IdempotencyKey,
     JsonBodyBytes(input, body): JsonBodyBytes<TaskInput>,
@@ -96,7 +96,7 @@ pub async fn create_task(
         (status = 503, response = Unavailable),
     )
 )]
-pub async fn list_tasks(
+pub(super) async fn list_tasks(
     State(state): State<AppState>,
     ListRequest(query): ListRequest,
 ) -> Result<Json<TaskListEnvelope>, ApiError> {
@@ -158,7 +158,7 @@ fn next_page_url(query: &ListQuery, cursor: &str) -> String {
         (status = 503, response = Unavailable),
     )
 )]
-pub async fn get_task(
+pub(super) async fn get_task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
     if_none_match: IfNoneMatch,
@@ -200,7 +200,7 @@ pub async fn get_task(
         (status = 503, response = Unavailable),
     )
 )]
-pub async fn replace_task(
+pub(super) async fn replace_task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
     if_match: IfMatch,
@@ -241,7 +241,7 @@ pub async fn replace_task(
         (status = 503, response = Unavailable),
     )
 )]
-pub async fn patch_task(
+pub(super) async fn patch_task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
     if_match: IfMatch,
@@ -274,7 +274,7 @@ pub async fn patch_task(
         (status = 503, response = Unavailable),
     )
 )]
-pub async fn delete_task(
+pub(super) async fn delete_task(
     State(state): State<AppState>,
     TaskIdPath(id): TaskIdPath,
     if_match: IfMatch,

@@ -17,7 +17,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 const MAX_LISTING_AGE: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
-pub struct BackupDirCollector {
+pub(super) struct BackupDirCollector {
     dir: PathBuf,
     expected_interval: Option<Duration>,
     cache: Mutex<Option<Listing>>,
@@ -32,7 +32,7 @@ struct Listing {
 }
 
 impl BackupDirCollector {
-    pub fn new(dir: PathBuf, expected_interval: Option<Duration>) -> Self {
+    pub(super) fn new(dir: PathBuf, expected_interval: Option<Duration>) -> Self {
         Self {
             dir,
             expected_interval,
@@ -67,7 +67,7 @@ impl BackupDirCollector {
 }
 
 impl Collector for BackupDirCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let gauges = [
             (
                 "backup_newest_timestamp_seconds",

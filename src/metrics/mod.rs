@@ -12,7 +12,7 @@ mod task_counts;
 /// Writes each gauge that has a value; one without (no limit, nothing configured) is left out
 /// rather than reported as a made-up number.
 fn encode_present_gauges(
-    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
     gauges: &[(&str, &str, Option<f64>)],
 ) -> Result<(), std::fmt::Error> {
     use prometheus_client::encoding::EncodeMetric;

@@ -12,10 +12,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use crate::sysinfo::{cgroup, process};
 
 #[derive(Debug, Default)]
-pub struct SystemCollector;
+pub(super) struct SystemCollector;
 
 impl Collector for SystemCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let proc = process::read();
         let container = cgroup::read();
         let gauges = [

@@ -13,14 +13,14 @@ use tokio::time::Instant;
 
 /// When a connection last moved bytes, shared between its stream and its watchdog.
 #[derive(Clone)]
-pub struct LastActivity {
+pub(super) struct LastActivity {
     opened: Instant,
     /// Milliseconds from `opened` to the last read or write.
     at_millis: Arc<AtomicU64>,
 }
 
 impl LastActivity {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             opened: Instant::now(),
             at_millis: Arc::new(AtomicU64::new(0)),
@@ -37,7 +37,7 @@ impl LastActivity {
     }
 
     /// Completes once neither side has sent a byte for `limit`.
-    pub async fn silent_for(&self, limit: Duration) {
+    pub(super) async fn silent_for(&self, limit: Duration) {
         loop {
             let deadline = self.last() + limit;
             if Instant::now() >= deadline {
@@ -49,13 +49,13 @@ impl LastActivity {
 }
 
 /// A stream that records its traffic in a [`LastActivity`].
-pub struct Tracked<S> {
+pub(super) struct Tracked<S> {
     inner: S,
     activity: LastActivity,
 }
 
 impl<S> Tracked<S> {
-    pub fn new(inner: S, activity: LastActivity) -> Self {
+    pub(super) fn new(inner: S, activity: LastActivity) -> Self {
         Self { inner, activity }
     }
 }

@@ -14,7 +14,7 @@ use crate::telemetry::error_chain;
 
 /// The watch of the password file, when the settings name one (PostgreSQL with
 /// `DB_PASSWORD_FILE`): it runs until dropped, so the caller runs it until it stops.
-pub fn watch(
+pub(crate) fn watch(
     db: &Database,
     settings: &DatabaseSettings,
 ) -> Option<impl Future<Output = ()> + Send + 'static> {
