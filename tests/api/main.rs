@@ -47,6 +47,7 @@ mod doctor;
 mod exposition;
 mod hostile;
 mod idempotency;
+mod majors;
 mod metrics;
 mod migrations;
 mod operations;
