@@ -445,6 +445,8 @@ impl Cluster {
 
     /// Stops the server and deletes the files once this process has gone, if nothing did
     /// before; continues a frozen server first, which would never act on the stop otherwise.
+    /// Uses only sh and awk (field 4 of /proc/PID/stat is the parent: server processes' names
+    /// hold no spaces), so it works where procps is not installed.
     fn spawn_watchdog(&self) -> Result<()> {
         use std::os::unix::process::CommandExt;
         let owner = if running_as_root() {
@@ -457,7 +459,8 @@ impl Cluster {
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
              [ -d '{root}' ] || exit 0; \
              pm=$(head -n 1 '{data}/postmaster.pid' 2>/dev/null); \
-             if [ -n \"$pm\" ]; then kill -CONT \"$pm\" $(ps -o pid= --ppid \"$pm\") 2>/dev/null; fi; \
+             if [ -n \"$pm\" ]; then kill -CONT \"$pm\" \
+               $(awk -v pm=\"$pm\" '$4 == pm {{print $1}}' /proc/[0-9]*/stat 2>/dev/null) 2>/dev/null; fi; \
              {owner}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
             pid = std::process::id(),
             root = self.root.display(),

@@ -83,3 +83,49 @@ fn a_directory_without_a_server_is_named() {
     assert!(message.contains("has no initdb"), "{message}");
     assert!(message.contains("apt-get install postgresql"), "{message}");
 }
+
+/// Set in the child process of the watchdog test: start a cluster, freeze it, report, die.
+const CHILD: &str = "PG_SANDBOX_TEST_ABANDON";
+
+#[test]
+fn abandoned_cluster() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let mut cluster = Builder::new().bin_dir(bin_dir()).start().unwrap();
+    cluster.freeze().unwrap();
+    let pid = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid")).unwrap();
+    println!("ROOT={}", cluster.data_dir().parent().unwrap().display());
+    println!("PID={}", pid.lines().next().unwrap());
+    // Dies without running a single destructor, as a killed test process would.
+    std::process::abort();
+}
+
+#[test]
+fn the_watchdog_stops_a_frozen_cluster_whose_owner_died() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "abandoned_cluster", "--nocapture"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+            .to_owned()
+    };
+    let root = PathBuf::from(value("ROOT="));
+    let postmaster = PathBuf::from(format!("/proc/{}", value("PID=")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while root.exists() || postmaster.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "30 s after its owner died, {} or {} is still there",
+            root.display(),
+            postmaster.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
