@@ -25,7 +25,7 @@ const PRUNE_ALL_BUT_NEWEST: [&str; 8] = [
 ];
 
 /// A server on an existing database, ready.
-async fn app_on(database: DatabaseConfig) -> TestApp {
+pub async fn app_on(database: DatabaseConfig) -> TestApp {
     let mut config = Config::new(database);
     config.port = 0;
     let app = spawn_app_unready(config).await;
@@ -34,7 +34,7 @@ async fn app_on(database: DatabaseConfig) -> TestApp {
 }
 
 /// Every task, in id order, as the API shows it.
-async fn all_tasks(app: &TestApp) -> Vec<Value> {
+pub async fn all_tasks(app: &TestApp) -> Vec<Value> {
     let mut tasks = Vec::new();
     loop {
         let page = app

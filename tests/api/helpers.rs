@@ -67,6 +67,32 @@ impl Reply {
     }
 }
 
+/// A test body `for_each_backend!` runs: it takes a fresh app on the backend, or the backend
+/// itself when it sets up its servers on its own. (The input type tells the two apart.)
+pub trait BackendTest<Input> {
+    fn run(self, backend: Backend) -> impl Future<Output = ()>;
+}
+
+impl<F, Fut> BackendTest<TestApp> for F
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    async fn run(self, backend: Backend) {
+        self(spawn_app(backend).await).await;
+    }
+}
+
+impl<F, Fut> BackendTest<Backend> for F
+where
+    F: FnOnce(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    async fn run(self, backend: Backend) {
+        self(backend).await;
+    }
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }

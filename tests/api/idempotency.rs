@@ -284,27 +284,7 @@ impl Drop for SharedDatabase {
     }
 }
 
-/// Runs a test taking a backend once per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod by_backend {
-            $(
-                mod $name {
-                    #[tokio::test]
-                    async fn sqlite() {
-                        super::super::$name(crate::helpers::Backend::Sqlite).await;
-                    }
-                    #[tokio::test]
-                    async fn postgres() {
-                        super::super::$name(crate::helpers::Backend::Postgres).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+for_each_backend!(
     a_key_is_remembered_across_a_restart,
     two_replicas_on_one_database_create_exactly_one_task,
     expired_keys_are_forgotten_and_purged,

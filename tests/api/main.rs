@@ -11,27 +11,28 @@
 mod helpers;
 mod pg;
 
-/// Runs each listed test against SQLite and against PostgreSQL, each with a fresh database.
+/// Runs each listed test once on SQLite and once on PostgreSQL, as `<module>::<test>::sqlite`
+/// and `<module>::<test>::postgres` (so `cargo test postgres` picks one backend). A test takes
+/// either a `TestApp`, a fresh server on a fresh database, or the `Backend` to set up itself.
 macro_rules! for_each_backend {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
+        $(
+            mod $name {
                 #[tokio::test]
-                async fn $name() {
-                    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
-                    super::$name(app).await;
+                async fn sqlite() {
+                    crate::helpers::BackendTest::run(super::$name, crate::helpers::Backend::Sqlite)
+                        .await;
                 }
-            )*
-        }
-        mod postgres {
-            $(
                 #[tokio::test]
-                async fn $name() {
-                    let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
-                    super::$name(app).await;
+                async fn postgres() {
+                    crate::helpers::BackendTest::run(
+                        super::$name,
+                        crate::helpers::Backend::Postgres,
+                    )
+                    .await;
                 }
-            )*
-        }
+            }
+        )*
     };
 }
 
@@ -46,6 +47,7 @@ mod doctor;
 mod exposition;
 mod hostile;
 mod idempotency;
+mod majors;
 mod metrics;
 mod migrations;
 mod operations;

@@ -14,29 +14,7 @@ use task_api::sysinfo::cgroup;
 use crate::exposition::{Exposition, promql_metric_names};
 use crate::helpers::{Backend, TestApp, spawn_app_with};
 
-/// Like `for_each_backend!`, for tests that configure the server themselves.
-macro_rules! with_each_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::helpers::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::helpers::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-with_each_backend!(
+for_each_backend!(
     metrics_after_a_known_sequence_are_exact,
     pool_exhaustion_counts_a_timeout_and_database_up_follows,
 );

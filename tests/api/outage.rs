@@ -31,7 +31,7 @@ async fn the_api_starts_before_postgres_and_rides_out_a_crash_without_restarting
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let id = created.task_id();
 
-    server.stop("immediate").expect("crash PostgreSQL");
+    server.crash().expect("crash PostgreSQL");
     assert_database_down(&app).await;
 
     server.start().expect("restart PostgreSQL");

@@ -679,7 +679,7 @@ async fn postgres_totals_match_count_after_postgres_crashes_during_writes() {
 
     let writers = Writers::start(&app.address, ids, 1000, Mode::UnderCrash);
     writers.wait_for_acked(150).await;
-    server.stop("immediate").expect("crash PostgreSQL");
+    server.crash().expect("crash PostgreSQL");
     let acked = writers.stop().await;
 
     server.start().expect("restart PostgreSQL");

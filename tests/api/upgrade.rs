@@ -210,18 +210,7 @@ async fn a_new_database_needs_no_backup(backend: Backend) {
     assert!(backups_in(&backup_dir).is_empty());
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(crate::helpers::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(crate::helpers::Backend::Postgres).await; })*
-        }
-    };
-}
-
-on_both_backends!(
+for_each_backend!(
     a_pending_migration_on_tasks_is_preceded_by_a_backup,
     a_failed_backup_keeps_the_migration_from_running,
     the_backup_is_skipped_only_when_disabled,

@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use pg_sandbox::Cluster;
 
 use crate::fault::{FaultKind, Report, Target};
-use crate::postgres::{self, Cluster};
 use crate::signal::{self, Sig};
 use crate::supervisor::{Launch, Supervisor};
 
@@ -43,15 +43,21 @@ impl HostRig {
                 options.api_binary.display()
             );
         }
-        let bin = postgres::find_bin_dir(options.pg_bin.as_deref())?;
         let dir = tempfile::Builder::new()
             .prefix("fault-harness-")
             .tempdir()
             .context("cannot create a temporary directory")?;
-        let pg_root = dir.path().join("pg");
-        std::fs::create_dir(&pg_root)?;
-        let cluster = Cluster::create(&pg_root, bin, free_port()?)?;
-        spawn_watchdog(dir.path(), &cluster.stop_command())?;
+        spawn_watchdog(dir.path())?;
+        let bin = match &options.pg_bin {
+            Some(bin) => bin.clone(),
+            None => pg_sandbox::installed_bin_dir().context("pass --pg-bin")?,
+        };
+        // Durability settings stay PostgreSQL's defaults (fsync on): crashes must lose nothing.
+        let cluster = pg_sandbox::Builder::new()
+            .bin_dir(bin)
+            .setting("max_connections", "200")
+            .start_timeout(Duration::from_secs(60))
+            .start()?;
         let api_port = free_port()?;
         let launch = Launch {
             binary: options.api_binary.clone(),
@@ -76,7 +82,7 @@ impl HostRig {
     /// The end of the API's log, for a failure message.
     pub fn api_log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("api.log")).unwrap_or_default();
-        postgres::last_lines(&text, 15)
+        pg_sandbox::last_lines(&text, 15)
     }
 
     pub async fn shutdown(mut self) {
@@ -94,7 +100,7 @@ impl HostRig {
 
 fn api_env(cluster: &Cluster, port: u16, dir: &Path) -> Vec<(String, String)> {
     let pairs = [
-        ("DATABASE_URL", cluster.url()),
+        ("DATABASE_URL", cluster.url("postgres")),
         ("PORT", port.to_string()),
         ("BIND_ADDRESS", "127.0.0.1".to_owned()),
         ("DB_ACQUIRE_TIMEOUT", ACQUIRE_TIMEOUT.to_owned()),
@@ -126,7 +132,7 @@ impl Target for HostRig {
 
     async fn break_database(&mut self, kind: FaultKind) -> anyhow::Result<()> {
         match kind {
-            FaultKind::DbCrash => self.cluster.crash(),
+            FaultKind::DbCrash => Ok(self.cluster.crash()?),
             FaultKind::DbFreeze => {
                 self.cluster.freeze()?;
                 if self.cluster.frozen_processes() < 2 {
@@ -140,8 +146,8 @@ impl Target for HostRig {
 
     async fn restore_database(&mut self, kind: FaultKind) -> anyhow::Result<()> {
         match kind {
-            FaultKind::DbCrash => self.cluster.start(),
-            FaultKind::DbFreeze => self.cluster.thaw(),
+            FaultKind::DbCrash => Ok(self.cluster.start()?),
+            FaultKind::DbFreeze => Ok(self.cluster.thaw()?),
             other => bail!("{} is not a host database fault", other.name()),
         }
     }
@@ -191,18 +197,16 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// If the harness is killed before it cleans up, this stops the API and PostgreSQL (continuing
-/// it first, should it be frozen) and removes the temporary directory.
-fn spawn_watchdog(dir: &Path, stop_postgres: &str) -> anyhow::Result<()> {
+/// If the harness is killed before it cleans up, this stops the API and removes the temporary
+/// directory (the PostgreSQL cluster has a watchdog of its own).
+fn spawn_watchdog(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let dir = dir.display();
     let script = format!(
         "while kill -0 {harness} 2>/dev/null; do sleep 1; done; \
          [ -d '{dir}' ] || exit 0; \
          [ -f '{dir}/api.pid' ] && kill -9 \"$(cat '{dir}/api.pid')\" 2>/dev/null; \
-         pm=$(head -n 1 '{dir}/pg/data/postmaster.pid' 2>/dev/null); \
-         if [ -n \"$pm\" ]; then kill -CONT \"$pm\" $(ps -o pid= --ppid \"$pm\") 2>/dev/null; fi; \
-         {stop_postgres} >/dev/null 2>&1; rm -rf '{dir}'",
+         rm -rf '{dir}'",
         harness = std::process::id(),
     );
     Command::new("sh")

@@ -10,7 +10,6 @@ mod fault;
 mod host;
 mod ledger;
 mod load;
-mod postgres;
 mod signal;
 mod supervisor;
 
