@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-1000000}
 RUNS=${RUNS:-3}
-PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
+PG_BIN=${PG_BIN:-$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
 [ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL server binaries not found: apt-get install postgresql" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "GNU time not found: apt-get install time" >&2; exit 2; }
 
@@ -69,7 +69,7 @@ for run in $(seq "$RUNS"); do
   measure task-api-drill env DATABASE_URL="$(url source)" BACKUP_DIR="$WORK/backups" "$BIN" drill
 done
 psql -d tar -Atc "SELECT 'restored: ' || count(*) || ' tasks' FROM tasks"
-ls -l "$WORK/dump" "$WORK"/backups/*.zst | awk '{print "file:", $5, $NF}'
+stat -c 'file: %s %n' "$WORK/dump" "$WORK"/backups/*.zst
 
 python3 - "$RESULTS" "$ROWS" <<'EOF'
 import statistics, sys

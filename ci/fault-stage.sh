@@ -9,24 +9,19 @@
 # Settings (environment): FAULT_DURATION (default 180s), FAULT_COUNT (default 30).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
-
-current="setup"
-step() {
-  current=$1
-  printf '\n=== fault stage: %s ===\n' "$current"
-}
-trap 'printf "\nFAULT STAGE FAILED at step: %s\n" "$current" >&2' ERR
+STAGE="fault stage"
+# shellcheck source=ci/lib.sh
+. ci/lib.sh
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
+trap 'failure_banner $?' EXIT
 
 step "prerequisites (PostgreSQL server binaries, procps)"
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v ps >/dev/null || missing+=(procps)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+apt_install "${missing[@]}"
 
+# The container stage runs this same binary (.ci/run passes it on as FAULT_HARNESS).
 step "build task-api and fault-harness"
 cargo build --locked -p task-api -p fault-harness
 cargo test --locked -p fault-harness

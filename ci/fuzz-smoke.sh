@@ -5,50 +5,49 @@
 # is also saved under fuzz/artifacts/<target>/.
 #
 # Environment: FUZZ_SECONDS per target (default 30).
-set -euo pipefail
-cd "$(dirname "$0")/../fuzz"
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+STAGE="fuzz smoke"
+# shellcheck source=ci/lib.sh
+. ci/lib.sh
+cd fuzz
 
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
 
-step() { printf '\n--- fuzz smoke: %s ---\n' "$*"; }
-current="setup"
-on_error() { printf '\nfuzz smoke FAILED at step: %s\n' "$current" >&2; }
-trap on_error ERR
-
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 work="$(mktemp -d -t task-api-fuzz.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+  local rc=$?
+  rm -rf "$work"
+  failure_banner "$rc"
+}
+trap cleanup EXIT
 
-current="nightly toolchain"; step "$current"
-if ! rustup toolchain list | grep -q '^nightly'; then
-  echo "cargo-fuzz needs a nightly Rust toolchain and none is installed:" \
-    "run 'rustup toolchain install nightly'" >&2
-  false
-fi
+step "nightly toolchain"
+rustup toolchain list | grep -q '^nightly' ||
+  die "cargo-fuzz needs a nightly Rust toolchain and none is installed: run 'rustup toolchain install nightly'"
 cargo +nightly --version
 
-current="install cargo-fuzz"; step "$current"
+step "install cargo-fuzz"
 command -v cargo-fuzz >/dev/null || cargo +nightly install cargo-fuzz --locked --quiet
 cargo +nightly fuzz --version
 
 # cargo fuzz has no --locked: check that the committed lock file needs no change first.
-current="fuzz/Cargo.lock is current"; step "$current"
+step "fuzz/Cargo.lock is current"
 cargo +nightly metadata --locked --format-version 1 >/dev/null
 
-current="build the fuzz targets"; step "$current"
+step "build the fuzz targets"
 cargo +nightly fuzz build
 
 for target in $(cargo +nightly fuzz list); do
-  current="fuzz $target for ${SECONDS_PER_TARGET}s"; step "$current"
+  step "fuzz $target for ${SECONDS_PER_TARGET}s"
   # libFuzzer adds what it finds to the first corpus directory: a scratch copy, so the
   # committed seeds stay as they are.
   mkdir -p "$work/$target"
   cp -R "corpus/$target/." "$work/$target/"
-  if ! cargo +nightly fuzz run "$target" "$work/$target" -- \
-      -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
-    current="fuzz $target: it crashed (input saved under fuzz/artifacts/$target/)"
-    false
-  fi
+  cargo +nightly fuzz run "$target" "$work/$target" -- \
+    -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 ||
+    die "fuzz $target: it crashed (input saved under fuzz/artifacts/$target/)"
 done
 
-trap - ERR
 echo "fuzz smoke passed"

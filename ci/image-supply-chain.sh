@@ -8,6 +8,9 @@
 # Settings: ADVISORY_DB (default ../shared/advisory-db)
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+STAGE="supply chain"
+# shellcheck source=ci/lib.sh
+. ci/lib.sh
 
 readonly CARGO_CYCLONEDX_VERSION=0.5.9
 readonly RUST_AUDIT_INFO_VERSION=0.5.4
@@ -16,14 +19,9 @@ readonly TARGET=x86_64-unknown-linux-gnu
 image=${1:?usage: ci/image-supply-chain.sh IMAGE OUT_DIR}
 out=${2:?usage: ci/image-supply-chain.sh IMAGE OUT_DIR}
 db=$(realpath -m "${ADVISORY_DB:-../shared/advisory-db}")
-part="setup"
-die() {
-  printf 'FAILED (supply chain: %s): %s\n' "$part" "$*" >&2
-  exit 1
-}
-trap 'printf "FAILED (supply chain: %s): command failed at line %s: %s\n" "$part" "$LINENO" "$BASH_COMMAND" >&2' ERR
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 
-part="tools"
+current="tools"
 [ -d "$db" ] || die "no advisory database at $db (set ADVISORY_DB)"
 installed() { cargo install --list | grep -qxF "$1 v$2:"; }
 install_tool() { # crate version
@@ -40,7 +38,7 @@ mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-part="embedded dependency list, cargo audit bin"
+current="embedded dependency list, cargo audit bin"
 # The check must be able to fail: a binary without the section is refused.
 if rust-audit-info "$(command -v podman)" >/dev/null 2>&1; then
   die "rust-audit-info accepted a binary that has no embedded dependency data"
@@ -79,7 +77,7 @@ crates=$(wc -l <"$work/embedded.txt")
 grep -q '^axum ' "$work/embedded.txt" || die "axum missing from the embedded dependency list"
 printf '  %s crates recorded in the binary\n' "$crates"
 
-part="over-reported crates"
+current="over-reported crates"
 # The embedded list comes from `cargo metadata` and names sqlx-mysql (and through it rsa, whose
 # advisory .cargo/audit.toml ignores) although the build never compiles them: prove that here.
 for crate in rsa sqlx-mysql; do
@@ -87,7 +85,7 @@ for crate in rsa sqlx-mysql; do
     die "$crate is compiled into task-api: the RUSTSEC-2023-0071 ignore no longer holds"
 done
 
-part="CycloneDX SBOM"
+current="CycloneDX SBOM"
 image_id=$(podman image inspect -f '{{.Id}}' "$image")
 cargo cyclonedx --quiet --format json --spec-version 1.5 --describe binaries --no-build-deps \
   --target "$TARGET" >/dev/null

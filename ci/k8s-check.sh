@@ -10,6 +10,9 @@
 #   K8S_CHECK_CACHE=DIR   where the virtualenv lives (default /var/cache/task-api-k8s-check)
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+STAGE="kubernetes check"
+# shellcheck source=ci/lib.sh
+. ci/lib.sh
 
 readonly MANIFESTS=deploy/k8s
 readonly SECRET_DOC=deploy/k8s/README.md
@@ -27,28 +30,15 @@ readonly YAMLLINT_CONFIG='{extends: default, rules: {line-length: {max: 200}, do
 CACHE=${K8S_CHECK_CACHE:-/var/cache/task-api-k8s-check}
 VENV=$CACHE/venv
 WORK=$(mktemp -d /tmp/k8s-check.XXXXXX)
-current="setup"
-
-step() {
-  current=$1
-  printf '\n=== kubernetes check: %s ===\n' "$current"
-}
-die() {
-  printf 'FAILED (%s): %s\n' "$current" "$*" >&2
-  exit 1
-}
-note() { printf '  %s\n' "$*"; }
 
 cleanup() {
   local rc=$?
   rm -rf "$WORK"
-  if [ "$rc" -ne 0 ]; then
-    printf '\nKUBERNETES CHECK FAILED at step: %s (exit %s)\n' "$current" "$rc" >&2
-  fi
+  failure_banner "$rc"
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'printf "FAILED (%s): command failed at line %s: %s\n" "$current" "$LINENO" "$BASH_COMMAND" >&2' ERR
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 
 # Never reach a cluster, whatever the caller's kubeconfig says.
 kubectl() { KUBECONFIG=/dev/null "$VENV/bin/kubectl" "$@"; }
@@ -118,16 +108,11 @@ skips_have_reasons() {
 # --- steps -----------------------------------------------------------------------------------
 
 prerequisites() {
-  step "prerequisites (python3-venv, shellcheck; pinned tools in $VENV)"
+  step "prerequisites (python3-venv; pinned tools in $VENV)"
   local missing=()
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
-  command -v shellcheck >/dev/null || missing+=(shellcheck)
   command -v unshare >/dev/null || missing+=(util-linux)
-  if [ ${#missing[@]} -gt 0 ]; then
-    note "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  apt_install "${missing[@]}"
   local wanted
   wanted=$(printf '%s\n' "${TOOLS[@]}")
   if [ "$(cat "$VENV/.tools" 2>/dev/null)" != "$wanted" ]; then
@@ -142,11 +127,11 @@ prerequisites() {
   note "kubernetes-validate $("$VENV/bin/kubernetes-validate" --version), checkov $("$VENV/bin/checkov" --version), $("$VENV/bin/yamllint" --version)"
 }
 
+# This script itself is checked by .ci/run's shellcheck step, with every other script.
 lint() {
-  step "lint (shellcheck, yamllint)"
-  shellcheck ci/k8s-check.sh
+  step "lint (yamllint)"
   "$VENV/bin/yamllint" --strict -d "$YAMLLINT_CONFIG" "$MANIFESTS"
-  note "shellcheck and yamllint: clean"
+  note "yamllint: clean"
 }
 
 check_render() {

@@ -18,6 +18,9 @@
 #   BLOCK_TIMEOUT=300          seconds one block may take
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+STAGE="runbook check"
+# shellcheck source=ci/lib.sh
+. ci/lib.sh
 readonly REPO=$PWD
 readonly DOCUMENTS=(RUNBOOK.md DEPLOYMENT_CHECKLIST.md)
 readonly CONTAINERS=(task-api task-db task-api-backup)
@@ -38,11 +41,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-fail() {
-  printf 'RUNBOOK CHECK FAILED: %s\n' "$*" >&2
-  exit 1
-}
 
+current="extraction"
 # --- extraction ------------------------------------------------------------------------------
 WORK=$(mktemp -d /tmp/runbook-check.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -70,9 +70,9 @@ extract() {
 }
 : >"$WORK/index"
 for doc in "${DOCUMENTS[@]}"; do
-  [ -f "$doc" ] || fail "$doc is missing"
+  [ -f "$doc" ] || die "$doc is missing"
   count=$(wc -l <"$WORK/index")
-  extract "$doc" "$count" >>"$WORK/index" || fail "$doc: cannot extract its runnable blocks"
+  extract "$doc" "$count" >>"$WORK/index" || die "$doc: cannot extract its runnable blocks"
 done
 echo "runbook-check: $(wc -l <"$WORK/index") runnable blocks in ${DOCUMENTS[*]}"
 if $list; then
@@ -83,27 +83,28 @@ if $list; then
   exit 0
 fi
 
+current="prerequisites"
 # --- prerequisites ---------------------------------------------------------------------------
-command -v podman >/dev/null || fail "podman is not installed (apt-get install podman)"
+command -v podman >/dev/null || die "podman is not installed (apt-get install podman)"
 for tool in curl jq timeout; do
-  command -v "$tool" >/dev/null || fail "$tool is not installed (apt-get install $tool)"
+  command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install $tool)"
 done
 COMPOSE=$CACHE/venv/bin/podman-compose
 [ -x "$COMPOSE" ] || COMPOSE=$(command -v podman-compose) ||
-  fail "podman-compose not found in $CACHE/venv/bin or on PATH (pip install 'podman-compose==1.6.*')"
+  die "podman-compose not found in $CACHE/venv/bin or on PATH (pip install 'podman-compose==1.6.*')"
 for image in "${IMAGES[@]}"; do
-  podman image exists "$image" || fail "image $image is missing: run ci/container-stage.sh (it builds it)"
+  podman image exists "$image" || die "image $image is missing: run ci/container-stage.sh (it builds it)"
 done
 for c in "${CONTAINERS[@]}"; do
-  ! podman container exists "$c" || fail "a container named $c already exists; remove it first (podman rm -f $c)"
+  ! podman container exists "$c" || die "a container named $c already exists; remove it first (podman rm -f $c)"
 done
 for v in "${VOLUMES[@]}"; do
-  ! podman volume exists "$v" || fail "a volume named $v already exists; remove it first (podman volume rm $v)"
+  ! podman volume exists "$v" || die "a volume named $v already exists; remove it first (podman volume rm $v)"
 done
 for n in "${NETWORKS[@]}"; do
-  ! podman network exists "$n" || fail "a network named $n already exists; remove it first (podman network rm $n)"
+  ! podman network exists "$n" || die "a network named $n already exists; remove it first (podman network rm $n)"
 done
-! (exec 3<>"/dev/tcp/127.0.0.1/$HOST_PORT") 2>/dev/null || fail "host port $HOST_PORT is taken (set HOST_PORT)"
+! (exec 3<>"/dev/tcp/127.0.0.1/$HOST_PORT") 2>/dev/null || die "host port $HOST_PORT is taken (set HOST_PORT)"
 
 STACK=$WORK/task-api
 cleanup() {
@@ -130,6 +131,7 @@ exec podman "\$@"
 SHIM
 chmod +x "$WORK/bin/docker"
 
+current="blocks"
 # --- execution -------------------------------------------------------------------------------
 export PATH="$WORK/bin:$PATH" TASK_API_PORT=$HOST_PORT
 ran=0 skipped=0
@@ -158,4 +160,4 @@ done <"$WORK/index"
 
 printf '\n=== runbook-check: %d blocks passed, %d skipped ===\n' "$ran" "$skipped"
 cat "$WORK/timings"
-[ "$ran" -gt 0 ] || fail "no block ran"
+[ "$ran" -gt 0 ] || die "no block ran"

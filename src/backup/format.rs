@@ -212,7 +212,11 @@ impl Reader {
     }
 
     /// Reads a backup from an open file, computing its SHA-256 when `hasher` is given.
-    pub(super) fn from_file(file: File, path: &Path, hasher: Option<Sha256>) -> Result<Self, BackupError> {
+    pub(super) fn from_file(
+        file: File,
+        path: &Path,
+        hasher: Option<Sha256>,
+    ) -> Result<Self, BackupError> {
         let io = |source| BackupError::io(path, source);
         let decoder = zstd::Decoder::new(file).map_err(io)?;
         let mut reader = Self {

@@ -134,8 +134,7 @@ pub(super) struct ErrorEnvelope {
     headers(("WWW-Authenticate" = String, description = "Bearer challenge"))
 )]
 pub(super) struct Unauthorized(
-    #[expect(dead_code, reason = "only its schema is used, by the OpenAPI document")]
-    ErrorEnvelope,
+    #[expect(dead_code, reason = "only its schema is used, by the OpenAPI document")] ErrorEnvelope,
 );
 
 /// The answer of every `/tasks` operation while the database is away or the service is at its
@@ -146,8 +145,7 @@ pub(super) struct Unauthorized(
     headers(("Retry-After" = String, description = "Seconds to wait before retrying"))
 )]
 pub(super) struct Unavailable(
-    #[expect(dead_code, reason = "only its schema is used, by the OpenAPI document")]
-    ErrorEnvelope,
+    #[expect(dead_code, reason = "only its schema is used, by the OpenAPI document")] ErrorEnvelope,
 );
 
 #[derive(Debug, Serialize, ToSchema)]

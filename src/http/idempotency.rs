@@ -125,7 +125,10 @@ pub(super) fn remember(task: &Task) -> Result<StoredResponse, StorageError> {
 }
 
 /// `201 Created` with the stored body, `Location` and `ETag`; marked when it is a replay.
-pub(super) fn created_response(stored: StoredResponse, replayed: bool) -> Result<Response, ApiError> {
+pub(super) fn created_response(
+    stored: StoredResponse,
+    replayed: bool,
+) -> Result<Response, ApiError> {
     let header_value =
         |text: String| HeaderValue::try_from(text).map_err(|e| ApiError::Internal(Box::new(e)));
     let location = header_value(format!("/tasks/{}", stored.task_id))?;

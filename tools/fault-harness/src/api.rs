@@ -76,13 +76,37 @@ impl Api {
 
     /// POST /tasks with `title`, on the load's pooled connections.
     pub async fn create(&self, title: &str) -> CreateOutcome {
-        create_with(&self.client, &self.base, title).await
+        create_with(&self.client, &self.base, title, "fault harness").await
+    }
+
+    /// POST /tasks with a title and a description, on a fresh connection.
+    pub async fn create_described(&self, title: &str, description: &str) -> CreateOutcome {
+        create_with(&self.probe, &self.base, title, description).await
+    }
+
+    /// POST /tasks with `body` on a fresh connection, as one `curl` would send it, bounded by
+    /// `limit`: the status once the whole answer is read, or the error that ended the request.
+    pub async fn post_task(
+        &self,
+        body: &serde_json::Value,
+        limit: Duration,
+    ) -> Result<u16, reqwest::Error> {
+        let response = self
+            .probe
+            .post(format!("{}/tasks", self.base))
+            .timeout(limit)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        response.bytes().await?;
+        Ok(status)
     }
 
     /// POST /tasks on a fresh connection; returns the outcome and how long it took.
     pub async fn probe_create(&self, title: &str) -> (CreateOutcome, Duration) {
         let started = Instant::now();
-        let outcome = create_with(&self.probe, &self.base, title).await;
+        let outcome = create_with(&self.probe, &self.base, title, "fault harness").await;
         (outcome, started.elapsed())
     }
 
@@ -108,6 +132,27 @@ impl Api {
             }
             if started.elapsed() > limit {
                 bail!("{}/readyz did not answer 200 within {limit:?}", self.base);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls /health until it answers below 400 (what `curl -f` accepts), each probe bounded
+    /// by 2 s; returns how long that took.
+    pub async fn wait_healthy(&self, limit: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let answer = self
+                .probe
+                .get(format!("{}/health", self.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status().as_u16() < 400) {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > limit {
+                bail!("the API did not become healthy at {}/health", self.base);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -153,10 +198,15 @@ impl Api {
     }
 }
 
-async fn create_with(client: &reqwest::Client, base: &str, title: &str) -> CreateOutcome {
+async fn create_with(
+    client: &reqwest::Client,
+    base: &str,
+    title: &str,
+    description: &str,
+) -> CreateOutcome {
     let sent = client
         .post(format!("{base}/tasks"))
-        .json(&serde_json::json!({ "title": title, "description": "fault harness" }))
+        .json(&serde_json::json!({ "title": title, "description": description }))
         .send()
         .await;
     let response = match sent {

@@ -133,16 +133,37 @@ impl Drop for ContainerStack {
     }
 }
 
-fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
+pub fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
     podman(&["inspect", "-f", format, container])
 }
 
-fn podman(args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("podman")
-        .args(args)
-        .stdin(Stdio::null())
+/// Waits until `container` is running.
+pub async fn wait_running(container: &str, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while inspect(container, "{{.State.Running}}").ok().as_deref() != Some("true") {
+        if started.elapsed() > limit {
+            bail!("container {container} is not running");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// `podman ARGS` judged by its exit status alone (`volume exists`, `exec … pg_isready`).
+pub fn podman_succeeds(args: &[&str]) -> anyhow::Result<bool> {
+    Ok(podman_command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("cannot run podman: install it (apt-get install podman)")?
+        .success())
+}
+
+/// `podman ARGS`; its trimmed output, or an error carrying what podman said.
+pub fn podman(args: &[&str]) -> anyhow::Result<String> {
+    let output = podman_command(args)
         .output()
-        .context("cannot run podman: is it installed?")?;
+        .context("cannot run podman: install it (apt-get install podman)")?;
     if !output.status.success() {
         bail!(
             "podman {} failed: {}",
@@ -151,4 +172,10 @@ fn podman(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn podman_command(args: &[&str]) -> Command {
+    let mut command = Command::new("podman");
+    command.args(args).stdin(Stdio::null());
+    command
 }

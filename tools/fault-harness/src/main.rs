@@ -1,16 +1,20 @@
 //! fault-harness: concurrent clients create tasks against a real task-api while processes,
 //! the database and its network are broken and restored; at the end every acknowledged task
 //! must be there, nothing unexpected, nothing twice, and every outage must have failed fast
-//! and recovered quickly.
+//! and recovered quickly. Beside the fault runs, the container stage's behaviour checks
+//! (`burst`, `sigterm`, `disaster`) live here, so their load and verdicts are code, not shell.
 
 mod api;
 mod audit;
+mod burst;
 mod container;
+mod disaster;
 mod fault;
 mod host;
 mod ledger;
 mod load;
 mod signal;
+mod sigterm;
 mod supervisor;
 
 use std::path::PathBuf;
@@ -76,6 +80,27 @@ enum Mode {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Memory of the API container under a burst of creates: every create answers 201 and
+    /// `podman stats` stays under the memory limit.
+    Burst(burst::BurstArgs),
+    /// `podman stop` of the API container under load: exit 0 before SIGKILL, no failed
+    /// request, and the database holds exactly the creates answered 201.
+    Sigterm(sigterm::SigtermArgs),
+    /// The disaster-recovery exercise on the compose stack: backup, `down -v`, a fresh stack
+    /// without the task, restore, the task back under its id.
+    Disaster(disaster::DisasterArgs),
+}
+
+impl Mode {
+    /// A hard limit on the whole command.
+    fn time_cap(&self) -> Duration {
+        match self {
+            Self::Host { run, .. } | Self::Container { run, .. } => run.cap(),
+            Self::Burst(args) => args.time_cap(),
+            Self::Sigterm(args) => args.time_cap(),
+            Self::Disaster(args) => args.time_cap(),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -110,10 +135,7 @@ impl RunArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let run = match &cli.mode {
-        Mode::Host { run, .. } | Mode::Container { run, .. } => run.clone(),
-    };
-    let cap = run.cap();
+    let cap = cli.mode.time_cap();
     let outcome = tokio::select! {
         outcome = run_mode(cli.mode) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -174,6 +196,9 @@ async fn run_mode(mode: Mode) -> anyhow::Result<bool> {
             api.wait_ready(Duration::from_secs(60)).await?;
             drive(&mut stack, &api, &run, "container", false).await
         }
+        Mode::Burst(args) => burst::run(args).await.map(|()| true),
+        Mode::Sigterm(args) => sigterm::run(args).await.map(|()| true),
+        Mode::Disaster(args) => disaster::run(args).await.map(|()| true),
     }
 }
 
