@@ -385,7 +385,7 @@ async fn a_bad_token_file_or_origin_stops_the_server_with_one_line_and_exit_2() 
     let bad_hash = write("bad-hash", "sha256:1234\n");
     let empty = write("empty", "# only a comment\n\n");
     let good = write("good", "good-token-0123456789\n");
-    let cases: Vec<BadConfig> = vec![
+    let cases: Vec<BadConfig<'_>> = vec![
         (
             "missing file",
             vec![],

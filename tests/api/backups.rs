@@ -25,7 +25,7 @@ const PRUNE_ALL_BUT_NEWEST: [&str; 8] = [
 ];
 
 /// A server on an existing database, ready.
-pub async fn app_on(database: DatabaseConfig) -> TestApp {
+pub(crate) async fn app_on(database: DatabaseConfig) -> TestApp {
     let mut config = Config::new(database);
     config.port = 0;
     let app = spawn_app_unready(config).await;
@@ -34,7 +34,7 @@ pub async fn app_on(database: DatabaseConfig) -> TestApp {
 }
 
 /// Every task, in id order, as the API shows it.
-pub async fn all_tasks(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn all_tasks(app: &TestApp) -> Vec<Value> {
     let mut tasks = Vec::new();
     loop {
         let page = app
@@ -555,7 +555,7 @@ async fn damaged_or_foreign_files_are_refused_and_the_database_is_untouched() {
 }
 
 /// Fills a SQLite database quickly, straight through SQL, so a backup of it takes a while.
-pub async fn big_sqlite(dir: &Path, rows: u32) {
+pub(crate) async fn big_sqlite(dir: &Path, rows: u32) {
     let envs = [("DATA_DIR", "data")];
     assert_eq!(run(dir, &["migrate"], &envs).await.status.code(), Some(0));
     let url = format!("sqlite://{}", dir.join("data/tasks.db").display());

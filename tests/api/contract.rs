@@ -38,7 +38,7 @@ for_each_backend!(
     two_writers_using_if_match_cannot_overwrite_each_other,
 );
 
-pub async fn creating_a_task_answers_201_with_location_and_the_task(app: TestApp) {
+pub(crate) async fn creating_a_task_answers_201_with_location_and_the_task(app: TestApp) {
     let reply = app
         .create(json!({"title": "Critical Data", "description": "This data MUST survive disaster"}))
         .await;
@@ -61,7 +61,7 @@ pub async fn creating_a_task_answers_201_with_location_and_the_task(app: TestApp
     assert_eq!(keys.len(), 6, "unexpected fields: {keys:?}");
 }
 
-pub async fn creating_trims_the_title_and_defaults_description_and_status(app: TestApp) {
+pub(crate) async fn creating_trims_the_title_and_defaults_description_and_status(app: TestApp) {
     let task = app.create_ok("  padded title \t").await;
     assert_eq!(task["title"], "padded title");
     assert_eq!(task["description"], "");
@@ -74,7 +74,7 @@ pub async fn creating_trims_the_title_and_defaults_description_and_status(app: T
     assert_eq!(reply.body["data"]["status"], "in-progress");
 }
 
-pub async fn timestamps_are_rfc3339_utc_with_milliseconds(app: TestApp) {
+pub(crate) async fn timestamps_are_rfc3339_utc_with_milliseconds(app: TestApp) {
     let task = app.create_ok("time").await;
     for field in ["created_at", "updated_at"] {
         let text = task[field].as_str().unwrap();
@@ -90,14 +90,14 @@ pub async fn timestamps_are_rfc3339_utc_with_milliseconds(app: TestApp) {
     }
 }
 
-pub async fn a_created_task_can_be_read_back_by_id(app: TestApp) {
+pub(crate) async fn a_created_task_can_be_read_back_by_id(app: TestApp) {
     let created = app.create_ok("read me").await;
     let reply = app.get(&format!("/tasks/{}", created["id"])).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["data"], created);
 }
 
-pub async fn an_unknown_id_is_404_and_a_malformed_id_is_400(app: TestApp) {
+pub(crate) async fn an_unknown_id_is_404_and_a_malformed_id_is_400(app: TestApp) {
     let reply = app.get("/tasks/424242").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.error_code(), "not_found");
@@ -125,7 +125,7 @@ pub async fn an_unknown_id_is_404_and_a_malformed_id_is_400(app: TestApp) {
     }
 }
 
-pub async fn listing_has_the_envelope_and_default_pagination(app: TestApp) {
+pub(crate) async fn listing_has_the_envelope_and_default_pagination(app: TestApp) {
     let empty = app.get("/tasks").await;
     assert_eq!(empty.status, StatusCode::OK);
     assert_eq!(
@@ -164,7 +164,7 @@ pub async fn listing_has_the_envelope_and_default_pagination(app: TestApp) {
     assert_eq!(second.body["pagination"]["total"], 3);
 }
 
-pub async fn listing_defaults_to_newest_first(app: TestApp) {
+pub(crate) async fn listing_defaults_to_newest_first(app: TestApp) {
     let mut ids = Vec::new();
     for i in 0..4 {
         ids.push(app.create_ok(&format!("task {i}")).await["id"].clone());
@@ -174,7 +174,7 @@ pub async fn listing_defaults_to_newest_first(app: TestApp) {
     assert_eq!(ids_of(&reply.body), ids);
 }
 
-pub async fn listing_filters_by_status(app: TestApp) {
+pub(crate) async fn listing_filters_by_status(app: TestApp) {
     app.create(json!({"title": "a", "status": "completed"}))
         .await;
     app.create(json!({"title": "b", "status": "pending"})).await;
@@ -191,7 +191,7 @@ pub async fn listing_filters_by_status(app: TestApp) {
     assert_eq!(titles_of(&reply.body), ["d"]);
 }
 
-pub async fn listing_searches_title_and_description_ignoring_ascii_case(app: TestApp) {
+pub(crate) async fn listing_searches_title_and_description_ignoring_ascii_case(app: TestApp) {
     app.create(json!({"title": "Buy MILK", "description": ""}))
         .await;
     app.create(json!({"title": "Call mum", "description": "about the milkman"}))
@@ -210,7 +210,7 @@ pub async fn listing_searches_title_and_description_ignoring_ascii_case(app: Tes
     );
 }
 
-pub async fn search_wildcards_match_literally(app: TestApp) {
+pub(crate) async fn search_wildcards_match_literally(app: TestApp) {
     app.create_ok("50% off").await;
     app.create_ok("500 items").await;
     app.create_ok("snake_case").await;
@@ -221,7 +221,7 @@ pub async fn search_wildcards_match_literally(app: TestApp) {
     assert_eq!(titles_of(&reply.body), ["snake_case"]);
 }
 
-pub async fn search_means_the_same_with_short_long_and_quoted_terms(app: TestApp) {
+pub(crate) async fn search_means_the_same_with_short_long_and_quoted_terms(app: TestApp) {
     app.create(json!({"title": "Ab", "description": "cd"}))
         .await;
     app.create(json!({"title": "say \"hi\" now", "description": ""}))
@@ -261,7 +261,7 @@ pub async fn search_means_the_same_with_short_long_and_quoted_terms(app: TestApp
     assert_eq!(titles("stra%C3%9F").await, ["ÉCOLE"]);
 }
 
-pub async fn a_search_past_the_count_cap_says_its_total_is_a_lower_bound(app: TestApp) {
+pub(crate) async fn a_search_past_the_count_cap_says_its_total_is_a_lower_bound(app: TestApp) {
     let rows = 10_050;
     let url = app.database_url();
     match app.state.db().backend_name() {
@@ -311,7 +311,7 @@ pub async fn a_search_past_the_count_cap_says_its_total_is_a_lower_bound(app: Te
     assert_eq!(few.body["pagination"]["total_exact"], true);
 }
 
-pub async fn listing_sorts_by_every_field_in_both_directions(app: TestApp) {
+pub(crate) async fn listing_sorts_by_every_field_in_both_directions(app: TestApp) {
     for title in ["banana", "apple", "cherry"] {
         app.create_ok(title).await;
     }
@@ -350,7 +350,7 @@ pub async fn listing_sorts_by_every_field_in_both_directions(app: TestApp) {
     );
 }
 
-pub async fn pages_partition_the_listing_without_gaps_or_duplicates(app: TestApp) {
+pub(crate) async fn pages_partition_the_listing_without_gaps_or_duplicates(app: TestApp) {
     // Same title everywhere: only the id tie-break keeps the order stable.
     for _ in 0..23 {
         app.create_ok("same").await;
@@ -367,7 +367,7 @@ pub async fn pages_partition_the_listing_without_gaps_or_duplicates(app: TestApp
     assert_eq!(all.len(), 23);
 }
 
-pub async fn listing_refuses_bad_parameters_with_400_naming_each(app: TestApp) {
+pub(crate) async fn listing_refuses_bad_parameters_with_400_naming_each(app: TestApp) {
     let cases = [
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
@@ -403,7 +403,7 @@ pub async fn listing_refuses_bad_parameters_with_400_naming_each(app: TestApp) {
     assert_eq!(reply.status, StatusCode::OK);
 }
 
-pub async fn put_replaces_every_field_and_resets_absent_ones(app: TestApp) {
+pub(crate) async fn put_replaces_every_field_and_resets_absent_ones(app: TestApp) {
     let reply = app
         .create(json!({"title": "old", "description": "old text", "status": "in-progress"}))
         .await;
@@ -438,7 +438,7 @@ pub async fn put_replaces_every_field_and_resets_absent_ones(app: TestApp) {
     assert!(missing.body["error"]["details"]["title"].is_string());
 }
 
-pub async fn put_and_patch_on_an_unknown_task_are_404(app: TestApp) {
+pub(crate) async fn put_and_patch_on_an_unknown_task_are_404(app: TestApp) {
     let put = app
         .call(Method::PUT, "/tasks/999", Some(json!({"title": "x"})))
         .await;
@@ -453,7 +453,7 @@ pub async fn put_and_patch_on_an_unknown_task_are_404(app: TestApp) {
     assert_eq!(app.total().await, 0);
 }
 
-pub async fn patch_changes_only_the_given_fields(app: TestApp) {
+pub(crate) async fn patch_changes_only_the_given_fields(app: TestApp) {
     let created = app
         .create(json!({"title": "t", "description": "d", "status": "pending"}))
         .await;
@@ -476,7 +476,7 @@ pub async fn patch_changes_only_the_given_fields(app: TestApp) {
     assert_eq!(patched.body["data"]["status"], "in-progress");
 }
 
-pub async fn patch_without_fields_is_422(app: TestApp) {
+pub(crate) async fn patch_without_fields_is_422(app: TestApp) {
     let id = app.create_ok("t").await["id"].clone();
     let reply = app
         .call(Method::PATCH, &format!("/tasks/{id}"), Some(json!({})))
@@ -485,7 +485,7 @@ pub async fn patch_without_fields_is_422(app: TestApp) {
     assert_eq!(reply.error_code(), "validation_failed");
 }
 
-pub async fn updated_at_moves_forward_on_every_update(app: TestApp) {
+pub(crate) async fn updated_at_moves_forward_on_every_update(app: TestApp) {
     let task = app.create_ok("fast").await;
     let path = format!("/tasks/{}", task["id"]);
     let mut last = task["updated_at"].as_str().unwrap().to_owned();
@@ -501,7 +501,7 @@ pub async fn updated_at_moves_forward_on_every_update(app: TestApp) {
     }
 }
 
-pub async fn deleting_returns_the_task_and_then_it_is_gone(app: TestApp) {
+pub(crate) async fn deleting_returns_the_task_and_then_it_is_gone(app: TestApp) {
     let task = app.create_ok("doomed").await;
     let path = format!("/tasks/{}", task["id"]);
     let reply = app.call(Method::DELETE, &path, None).await;
@@ -514,7 +514,7 @@ pub async fn deleting_returns_the_task_and_then_it_is_gone(app: TestApp) {
     );
 }
 
-pub async fn ids_are_never_reused_after_a_delete(app: TestApp) {
+pub(crate) async fn ids_are_never_reused_after_a_delete(app: TestApp) {
     let first = app.create_ok("a").await["id"].as_i64().unwrap();
     let second = app.create_ok("b").await["id"].as_i64().unwrap();
     app.call(Method::DELETE, &format!("/tasks/{second}"), None)
@@ -523,7 +523,7 @@ pub async fn ids_are_never_reused_after_a_delete(app: TestApp) {
     assert!(first < second && second < third, "{first} {second} {third}");
 }
 
-pub async fn titles_are_bounded_at_255_characters(app: TestApp) {
+pub(crate) async fn titles_are_bounded_at_255_characters(app: TestApp) {
     let max = "é".repeat(255);
     let reply = app.create(json!({"title": max})).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
@@ -534,11 +534,11 @@ pub async fn titles_are_bounded_at_255_characters(app: TestApp) {
     assert_eq!(app.total().await, 1);
 }
 
-pub async fn bad_bodies_get_4xx_and_write_nothing(app: TestApp) {
+pub(crate) async fn bad_bodies_get_4xx_and_write_nothing(app: TestApp) {
     let existing = app.create_ok("keep me").await;
     let path = format!("/tasks/{}", existing["id"]);
     let json = Some("application/json");
-    let cases: Vec<BadBody> = vec![
+    let cases: Vec<BadBody<'_>> = vec![
         (
             "malformed JSON",
             json,
@@ -742,7 +742,7 @@ pub async fn bad_bodies_get_4xx_and_write_nothing(app: TestApp) {
     assert_eq!(app.total().await, 1);
 }
 
-pub async fn hostile_strings_are_stored_byte_identically(app: TestApp) {
+pub(crate) async fn hostile_strings_are_stored_byte_identically(app: TestApp) {
     let payloads = [
         "'; DROP TABLE tasks; --",
         "Robert'); DELETE FROM tasks WHERE ('1'='1",
@@ -766,7 +766,7 @@ pub async fn hostile_strings_are_stored_byte_identically(app: TestApp) {
     assert_eq!(reply.body["pagination"]["total"], 1);
 }
 
-pub async fn wrong_method_is_405_with_allow_and_unknown_route_is_404(app: TestApp) {
+pub(crate) async fn wrong_method_is_405_with_allow_and_unknown_route_is_404(app: TestApp) {
     let reply = app.call(Method::DELETE, "/tasks", None).await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(reply.error_code(), "method_not_allowed");
@@ -785,7 +785,7 @@ pub async fn wrong_method_is_405_with_allow_and_unknown_route_is_404(app: TestAp
     }
 }
 
-pub async fn every_response_carries_security_headers_and_a_request_id(app: TestApp) {
+pub(crate) async fn every_response_carries_security_headers_and_a_request_id(app: TestApp) {
     for reply in [
         app.get("/tasks").await,
         app.get("/nope").await,
@@ -816,7 +816,7 @@ pub async fn every_response_carries_security_headers_and_a_request_id(app: TestA
 /// Name, content type, body, expected status, expected error code.
 type BadBody<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
 
-pub async fn reads_carry_a_strong_etag_and_if_none_match_answers_304(app: TestApp) {
+pub(crate) async fn reads_carry_a_strong_etag_and_if_none_match_answers_304(app: TestApp) {
     let created = app.create(json!({"title": "versioned"})).await;
     let path = format!("/tasks/{}", created.task_id());
     let etag = created.headers["etag"].to_str().unwrap().to_owned();
@@ -867,7 +867,7 @@ pub async fn reads_carry_a_strong_etag_and_if_none_match_answers_304(app: TestAp
     );
 }
 
-pub async fn a_stale_if_match_is_412_and_writes_nothing(app: TestApp) {
+pub(crate) async fn a_stale_if_match_is_412_and_writes_nothing(app: TestApp) {
     let created = app.create(json!({"title": "original"})).await;
     let id = created.task_id();
     let path = format!("/tasks/{id}");
@@ -944,7 +944,7 @@ pub async fn a_stale_if_match_is_412_and_writes_nothing(app: TestApp) {
     assert_eq!(reply.status(), StatusCode::PRECONDITION_FAILED);
 }
 
-pub async fn two_writers_using_if_match_cannot_overwrite_each_other(app: TestApp) {
+pub(crate) async fn two_writers_using_if_match_cannot_overwrite_each_other(app: TestApp) {
     let created = app.create(json!({"title": "shared"})).await;
     let path = format!("/tasks/{}", created.task_id());
     let seen = app.get(&path).await.headers["etag"]

@@ -390,7 +390,7 @@ type Invocation<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
 #[tokio::test]
 async fn bad_requirements_and_settings_are_usage_errors_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [Invocation; 4] = [
+    let cases: [Invocation<'_>; 4] = [
         (&["doctor", "--require", "database,disk"], &[]),
         (&["doctor"], &[("DOCTOR_REQUIRE", "everything")]),
         (&["doctor", "--timeout", "soon"], &[]),

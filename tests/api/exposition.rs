@@ -8,7 +8,7 @@ use regex::Regex;
 
 /// One sample: its name, its labels and its value.
 #[derive(Debug, Clone)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub value: f64,
@@ -16,7 +16,7 @@ pub struct Sample {
 
 /// A whole scrape: the type of every family and every sample.
 #[derive(Debug)]
-pub struct Exposition {
+pub(crate) struct Exposition {
     pub types: BTreeMap<String, String>,
     pub samples: Vec<Sample>,
 }
@@ -48,7 +48,7 @@ impl Exposition {
     /// Parses `text`, failing on the first line that breaks the format: an unknown comment, a
     /// sample outside the family its `# TYPE` announced, a family announced twice, a histogram
     /// bucket without `le`, anything after `# EOF`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut types = BTreeMap::new();
         let mut samples = Vec::new();
         let mut family: Option<(String, String)> = None;
@@ -108,7 +108,7 @@ impl Exposition {
     }
 
     /// The value of the one sample named `name` whose labels are exactly `labels`.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let wanted: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -120,17 +120,17 @@ impl Exposition {
     }
 
     /// Every sample named `name`.
-    pub fn series(&self, name: &str) -> Vec<&Sample> {
+    pub(crate) fn series(&self, name: &str) -> Vec<&Sample> {
         self.samples.iter().filter(|s| s.name == name).collect()
     }
 
-    pub fn sample_names(&self) -> BTreeSet<&str> {
+    pub(crate) fn sample_names(&self) -> BTreeSet<&str> {
         self.samples.iter().map(|s| s.name.as_str()).collect()
     }
 
     /// Checks one histogram series: buckets never decrease, `+Inf` equals `_count`; returns
     /// the count.
-    pub fn histogram_count(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn histogram_count(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
         let base: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -188,7 +188,7 @@ const KEYWORDS: &[&str] = &[
 
 /// The metric names a PromQL expression selects: identifiers that are not functions,
 /// keywords, label names (in `{…}` or in `by (…)`-style clauses), strings or ranges.
-pub fn promql_metric_names(expr: &str) -> BTreeSet<String> {
+pub(crate) fn promql_metric_names(expr: &str) -> BTreeSet<String> {
     static STRINGS: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r#""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`"#).unwrap());
     static MATCHERS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\{[^}]*\}").unwrap());

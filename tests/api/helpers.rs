@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::pg;
 
 #[derive(Debug, Clone, Copy)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -25,7 +25,7 @@ enum OwnedDatabase {
     External,
 }
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     /// The running server's state, for tests that drive it from inside (a backup run).
@@ -36,7 +36,7 @@ pub struct TestApp {
 }
 
 /// A response, read whole.
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
@@ -45,7 +45,7 @@ pub struct Reply {
 
 impl Reply {
     /// The `error.code` of an error envelope, after checking its shape.
-    pub fn error_code(&self) -> &str {
+    pub(crate) fn error_code(&self) -> &str {
         assert_eq!(
             self.body["success"],
             json!(false),
@@ -60,7 +60,7 @@ impl Reply {
         self.body["error"]["code"].as_str().unwrap_or_default()
     }
 
-    pub fn task_id(&self) -> i64 {
+    pub(crate) fn task_id(&self) -> i64 {
         self.body["data"]["id"]
             .as_i64()
             .unwrap_or_else(|| panic!("no task in {}", self.text))
@@ -69,7 +69,7 @@ impl Reply {
 
 /// A test body `for_each_backend!` runs: it takes a fresh app on the backend, or the backend
 /// itself when it sets up its servers on its own. (The input type tells the two apart.)
-pub trait BackendTest<Input> {
+pub(crate) trait BackendTest<Input> {
     fn run(self, backend: Backend) -> impl Future<Output = ()>;
 }
 
@@ -93,12 +93,12 @@ where
     }
 }
 
-pub async fn spawn_app(backend: Backend) -> TestApp {
+pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
 /// Starts the real server in this test's runtime and waits until it is ready.
-pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let (database_config, database) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temporary directory");
@@ -130,7 +130,7 @@ async fn start(config: Config, database: OwnedDatabase) -> TestApp {
 }
 
 /// Serves an application the test built itself, against a database the test manages.
-pub async fn start_built(app: Application) -> TestApp {
+pub(crate) async fn start_built(app: Application) -> TestApp {
     serve(app, OwnedDatabase::External)
 }
 
@@ -155,14 +155,14 @@ fn serve(app: Application, database: OwnedDatabase) -> TestApp {
 }
 
 /// Starts a server against a database the test manages, without waiting for readiness.
-pub async fn spawn_app_unready(config: Config) -> TestApp {
+pub(crate) async fn spawn_app_unready(config: Config) -> TestApp {
     start(config, OwnedDatabase::External).await
 }
 
 impl TestApp {
     /// The pool size the server should have chosen with `DB_MAX_CONNECTIONS` unset: 10 on
     /// PostgreSQL, the CPU count (at least 2) on SQLite.
-    pub fn default_pool_size(&self) -> f64 {
+    pub(crate) fn default_pool_size(&self) -> f64 {
         match self.database {
             OwnedDatabase::Sqlite(_) => std::thread::available_parallelism()
                 .map_or(2, std::num::NonZeroUsize::get)
@@ -172,12 +172,12 @@ impl TestApp {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
 
     /// The URL of this app's own database, for tests that look at it directly.
-    pub fn database_url(&self) -> String {
+    pub(crate) fn database_url(&self) -> String {
         match &self.database {
             OwnedDatabase::Sqlite(dir) => {
                 format!("sqlite://{}", dir.path().join("tasks.db").display())
@@ -187,7 +187,7 @@ impl TestApp {
         }
     }
 
-    pub async fn wait_until_ready(&self) {
+    pub(crate) async fn wait_until_ready(&self) {
         let started = Instant::now();
         loop {
             let reply = self.client.get(self.url("/readyz")).send().await;
@@ -203,7 +203,7 @@ impl TestApp {
     }
 
     /// Sends a request with an optional JSON body and reads the whole answer.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         let mut request = self.client.request(method, self.url(path));
         if let Some(body) = body {
             request = request.json(&body);
@@ -212,7 +212,7 @@ impl TestApp {
     }
 
     /// Sends raw bytes with the given content type.
-    pub async fn call_raw(
+    pub(crate) async fn call_raw(
         &self,
         method: Method,
         path: &str,
@@ -226,23 +226,23 @@ impl TestApp {
         read(request.send().await.expect("request failed")).await
     }
 
-    pub async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, None).await
     }
 
-    pub async fn create(&self, body: Value) -> Reply {
+    pub(crate) async fn create(&self, body: Value) -> Reply {
         self.call(Method::POST, "/tasks", Some(body)).await
     }
 
     /// Creates a task that must succeed and returns its JSON.
-    pub async fn create_ok(&self, title: &str) -> Value {
+    pub(crate) async fn create_ok(&self, title: &str) -> Value {
         let reply = self.create(json!({ "title": title })).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
         reply.body["data"].clone()
     }
 
     /// How many tasks exist, by the API's own count.
-    pub async fn total(&self) -> i64 {
+    pub(crate) async fn total(&self) -> i64 {
         let reply = self.get("/tasks?limit=1").await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         reply.body["pagination"]["total"].as_i64().expect("total")
@@ -263,7 +263,7 @@ impl Drop for TestApp {
     }
 }
 
-pub async fn read(response: reqwest::Response) -> Reply {
+pub(crate) async fn read(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
     let text = response.text().await.expect("response body");

@@ -2,7 +2,7 @@
 //!
 //! `contract` holds one suite that runs once per backend; the other modules cover what is
 //! specific to a process or a backend (signals, outages, configuration, the CLI).
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "a test that cannot go on should stop right there, loudly"

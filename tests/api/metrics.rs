@@ -76,7 +76,7 @@ fn now_seconds() -> f64 {
         .as_secs_f64()
 }
 
-pub async fn metrics_after_a_known_sequence_are_exact(backend: Backend) {
+pub(crate) async fn metrics_after_a_known_sequence_are_exact(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let app = app_with_backups(backend, dir.path()).await;
 
@@ -227,7 +227,7 @@ pub async fn metrics_after_a_known_sequence_are_exact(backend: Backend) {
     }
 }
 
-pub async fn pool_exhaustion_counts_a_timeout_and_database_up_follows(backend: Backend) {
+pub(crate) async fn pool_exhaustion_counts_a_timeout_and_database_up_follows(backend: Backend) {
     let app = spawn_app_with(backend, |config| {
         config.db.pool.max_connections = 1;
         config.db.pool.acquire_timeout = Duration::from_millis(300);

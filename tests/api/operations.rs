@@ -13,7 +13,7 @@ for_each_backend!(
     openapi_document_is_3_1_and_describes_every_route,
 );
 
-pub async fn health_reports_a_connected_database_with_details(app: TestApp) {
+pub(crate) async fn health_reports_a_connected_database_with_details(app: TestApp) {
     let reply = app.get("/health").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["status"], "healthy");
@@ -26,7 +26,7 @@ pub async fn health_reports_a_connected_database_with_details(app: TestApp) {
     assert!(["postgres", "sqlite"].contains(&reply.body["backend"].as_str().unwrap()));
 }
 
-pub async fn livez_and_readyz_answer_200_when_ready(app: TestApp) {
+pub(crate) async fn livez_and_readyz_answer_200_when_ready(app: TestApp) {
     let live = app.get("/livez").await;
     assert_eq!(
         (live.status, live.body.clone()),
@@ -39,7 +39,7 @@ pub async fn livez_and_readyz_answer_200_when_ready(app: TestApp) {
     );
 }
 
-pub async fn metrics_count_requests_by_route_template_and_status(app: TestApp) {
+pub(crate) async fn metrics_count_requests_by_route_template_and_status(app: TestApp) {
     let first = app.create_ok("one").await;
     app.create_ok("two").await;
     app.get(&format!("/tasks/{}", first["id"])).await;
@@ -111,7 +111,7 @@ pub async fn metrics_count_requests_by_route_template_and_status(app: TestApp) {
     }
 }
 
-pub async fn openapi_document_is_3_1_and_describes_every_route(app: TestApp) {
+pub(crate) async fn openapi_document_is_3_1_and_describes_every_route(app: TestApp) {
     let reply = app.get("/openapi.json").await;
     assert_eq!(reply.status, StatusCode::OK);
     let doc = &reply.body;

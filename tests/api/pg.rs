@@ -15,15 +15,15 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnection, PgSslMode};
 use task_api::config::PostgresConfig;
 
-pub const SUPERUSER_PASSWORD: &str = "test-superuser-pw";
+pub(crate) const SUPERUSER_PASSWORD: &str = "test-superuser-pw";
 
-pub struct PgServer {
+pub(crate) struct PgServer {
     cluster: Cluster,
     pub port: u16,
 }
 
 /// The server bin directory the tests use: `TASK_API_TEST_PG_BIN`, else the newest installed.
-pub fn bin_dir() -> Result<PathBuf, String> {
+pub(crate) fn bin_dir() -> Result<PathBuf, String> {
     match std::env::var_os("TASK_API_TEST_PG_BIN") {
         Some(dir) => Ok(PathBuf::from(dir)),
         None => pg_sandbox::installed_bin_dir()
@@ -32,19 +32,19 @@ pub fn bin_dir() -> Result<PathBuf, String> {
 }
 
 /// A port nobody listens on right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     pg_sandbox::free_port().unwrap()
 }
 
 impl PgServer {
     /// Creates a cluster (initdb) in a fresh directory from the tests' bin directory; does not
     /// start it.
-    pub fn init() -> Result<Self, String> {
+    pub(crate) fn init() -> Result<Self, String> {
         Self::init_from(&bin_dir()?)
     }
 
     /// Like [`PgServer::init`], from the given server bin directory.
-    pub fn init_from(bin: &Path) -> Result<Self, String> {
+    pub(crate) fn init_from(bin: &Path) -> Result<Self, String> {
         let cluster = pg_sandbox::Builder::new()
             .bin_dir(bin)
             .superuser_password(SUPERUSER_PASSWORD)
@@ -58,34 +58,34 @@ impl PgServer {
     }
 
     /// A cluster, started.
-    pub fn start_new() -> Result<Self, String> {
+    pub(crate) fn start_new() -> Result<Self, String> {
         let server = Self::init()?;
         server.start()?;
         Ok(server)
     }
 
     /// Where the PostgreSQL client and server programs are.
-    pub fn bin_dir(&self) -> &Path {
+    pub(crate) fn bin_dir(&self) -> &Path {
         self.cluster.bin_dir()
     }
 
-    pub fn major_version(&self) -> u32 {
+    pub(crate) fn major_version(&self) -> u32 {
         self.cluster.major_version()
     }
 
-    pub fn start(&self) -> Result<(), String> {
+    pub(crate) fn start(&self) -> Result<(), String> {
         self.cluster.start().map_err(|e| e.to_string())
     }
 
     /// Stops the server the way a crash would, as far as clients can tell.
-    pub fn crash(&self) -> Result<(), String> {
+    pub(crate) fn crash(&self) -> Result<(), String> {
         self.cluster
             .stop(StopMode::Immediate)
             .map_err(|e| e.to_string())
     }
 
     /// Connection settings for `database` as the superuser, over TCP with a password.
-    pub fn config(&self, database: &str) -> PostgresConfig {
+    pub(crate) fn config(&self, database: &str) -> PostgresConfig {
         PostgresConfig::new(
             "127.0.0.1",
             self.port,
@@ -96,12 +96,12 @@ impl PgServer {
         )
     }
 
-    pub fn url(&self, database: &str) -> String {
+    pub(crate) fn url(&self, database: &str) -> String {
         self.cluster.url(database)
     }
 
     /// Creates an empty database with a unique name and returns the name.
-    pub async fn create_database(&self) -> String {
+    pub(crate) async fn create_database(&self) -> String {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect_with(&self.config("postgres").connect_options())
             .await
@@ -114,7 +114,7 @@ impl PgServer {
     }
 
     /// Drops a test database, disconnecting whoever still uses it.
-    pub fn drop_database_blocking(&self, name: &str) {
+    pub(crate) fn drop_database_blocking(&self, name: &str) {
         let config = self.config("postgres");
         let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
         // Runs on its own thread and runtime: callers are destructors inside async tests.
@@ -135,7 +135,7 @@ impl PgServer {
 }
 
 /// The PostgreSQL server shared by every test of this process.
-pub fn shared() -> &'static PgServer {
+pub(crate) fn shared() -> &'static PgServer {
     static SHARED: OnceLock<Result<PgServer, String>> = OnceLock::new();
     match SHARED.get_or_init(PgServer::start_new) {
         Ok(server) => server,

@@ -15,7 +15,7 @@ use crate::pg::{self, free_port};
 const SECRET: &str = "Sup3r-Secret-Pa55word";
 
 /// The binary with a clean environment: nothing from the developer's shell leaks in.
-pub fn task_api(dir: &Path) -> Command {
+pub(crate) fn task_api(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_task-api"));
     command
         .env_clear()
@@ -28,13 +28,13 @@ pub fn task_api(dir: &Path) -> Command {
     command
 }
 
-pub struct Output {
+pub(crate) struct Output {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
 }
 
-pub async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let output = task_api(dir)
         .args(args)
         .envs(envs.iter().copied())
@@ -49,14 +49,14 @@ pub async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
 }
 
 /// A `task-api serve` process whose output goes to files (read after it ends).
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub port: u16,
     log: PathBuf,
 }
 
 impl Server {
-    pub fn start(dir: &Path, envs: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(dir: &Path, envs: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = dir.join(format!("server-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -71,11 +71,11 @@ impl Server {
         Self { child, port, log }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let started = Instant::now();
         loop {
@@ -92,7 +92,7 @@ impl Server {
         }
     }
 
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let pid = self.child.id().expect("server pid").to_string();
         let status = std::process::Command::new("kill")
             .args([&format!("-{name}"), &pid])
@@ -101,7 +101,7 @@ impl Server {
         assert!(status.success(), "kill -{name} failed");
     }
 
-    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+    pub(crate) async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.expect("wait for task-api"),
             Err(_) => panic!(
@@ -111,7 +111,7 @@ impl Server {
         }
     }
 
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -136,7 +136,7 @@ async fn configuration_errors_are_one_line_on_stderr_with_exit_code_2() {
             .map(|(k, v)| (*k, (*v).to_owned()))
             .collect()
     };
-    let cases: Vec<BadConfig> = vec![
+    let cases: Vec<BadConfig<'_>> = vec![
         (
             "two password sources",
             vec![],

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 static INSTALLING: Mutex<()> = Mutex::new(());
 
 /// Makes sure each `(command, Debian package)` is on the PATH.
-pub fn require(tools: &[(&str, &str)]) {
+pub(crate) fn require(tools: &[(&str, &str)]) {
     let _one_at_a_time = INSTALLING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -10,7 +10,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What became of one create.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CreateOutcome {
+pub(crate) enum CreateOutcome {
     Created(i64),
     /// Any other HTTP status.
     Refused(u16),
@@ -21,7 +21,7 @@ pub enum CreateOutcome {
 
 impl CreateOutcome {
     /// A short label for the outcome tables.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Self::Created(_) => "201".to_owned(),
             Self::Refused(status) => status.to_string(),
@@ -33,7 +33,7 @@ impl CreateOutcome {
 
 /// One task as listed by the API.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ListedTask {
+pub(crate) struct ListedTask {
     pub id: i64,
     pub title: String,
 }
@@ -45,7 +45,7 @@ struct Envelope<T> {
 
 /// A client of one task-api instance.
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     base: String,
     /// Pooled connections for the load.
     client: reqwest::Client,
@@ -54,7 +54,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(base: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str) -> anyhow::Result<Self> {
         let build = |idle| {
             reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
@@ -70,23 +70,23 @@ impl Api {
         })
     }
 
-    pub fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         &self.base
     }
 
     /// POST /tasks with `title`, on the load's pooled connections.
-    pub async fn create(&self, title: &str) -> CreateOutcome {
+    pub(crate) async fn create(&self, title: &str) -> CreateOutcome {
         create_with(&self.client, &self.base, title, "fault harness").await
     }
 
     /// POST /tasks with a title and a description, on a fresh connection.
-    pub async fn create_described(&self, title: &str, description: &str) -> CreateOutcome {
+    pub(crate) async fn create_described(&self, title: &str, description: &str) -> CreateOutcome {
         create_with(&self.probe, &self.base, title, description).await
     }
 
     /// POST /tasks with `body` on a fresh connection, as one `curl` would send it, bounded by
     /// `limit`: the status once the whole answer is read, or the error that ended the request.
-    pub async fn post_task(
+    pub(crate) async fn post_task(
         &self,
         body: &serde_json::Value,
         limit: Duration,
@@ -104,14 +104,14 @@ impl Api {
     }
 
     /// POST /tasks on a fresh connection; returns the outcome and how long it took.
-    pub async fn probe_create(&self, title: &str) -> (CreateOutcome, Duration) {
+    pub(crate) async fn probe_create(&self, title: &str) -> (CreateOutcome, Duration) {
         let started = Instant::now();
         let outcome = create_with(&self.probe, &self.base, title, "fault harness").await;
         (outcome, started.elapsed())
     }
 
     /// GET `path` on a fresh connection: the status (None without an answer) and the time.
-    pub async fn probe_get(&self, path: &str) -> (Option<u16>, Duration) {
+    pub(crate) async fn probe_get(&self, path: &str) -> (Option<u16>, Duration) {
         let started = Instant::now();
         let status = self
             .probe
@@ -124,7 +124,7 @@ impl Api {
     }
 
     /// Polls /readyz until it answers 200; returns how long that took.
-    pub async fn wait_ready(&self, limit: Duration) -> anyhow::Result<Duration> {
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
         loop {
             if self.probe_get("/readyz").await.0 == Some(200) {
@@ -139,7 +139,7 @@ impl Api {
 
     /// Polls /health until it answers below 400 (what `curl -f` accepts), each probe bounded
     /// by 2 s; returns how long that took.
-    pub async fn wait_healthy(&self, limit: Duration) -> anyhow::Result<Duration> {
+    pub(crate) async fn wait_healthy(&self, limit: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
         loop {
             let answer = self
@@ -159,7 +159,7 @@ impl Api {
     }
 
     /// One page of GET /tasks in id order.
-    pub async fn list_page(&self, offset: usize, limit: usize) -> anyhow::Result<Vec<ListedTask>> {
+    pub(crate) async fn list_page(&self, offset: usize, limit: usize) -> anyhow::Result<Vec<ListedTask>> {
         let url = format!(
             "{}/tasks?sort=id&order=asc&limit={limit}&offset={offset}",
             self.base
@@ -177,7 +177,7 @@ impl Api {
     }
 
     /// GET /tasks/{id}: the task's title, or None on 404.
-    pub async fn get_title(&self, id: i64) -> anyhow::Result<Option<String>> {
+    pub(crate) async fn get_title(&self, id: i64) -> anyhow::Result<Option<String>> {
         let response = self
             .client
             .get(format!("{}/tasks/{id}", self.base))

@@ -14,7 +14,7 @@ const PAGE: usize = 1000;
 const READERS: usize = 8;
 
 #[derive(Debug, Default)]
-pub struct Audit {
+pub(crate) struct Audit {
     pub acknowledged: usize,
     pub lost: Vec<String>,
     pub unexpected: Vec<String>,
@@ -27,13 +27,13 @@ pub struct Audit {
 }
 
 impl Audit {
-    pub fn clean(&self) -> bool {
+    pub(crate) fn clean(&self) -> bool {
         self.lost.is_empty() && self.unexpected.is_empty() && self.duplicates.is_empty()
     }
 }
 
 /// `fresh`: the database was empty when the run began, so every task must be this run's.
-pub async fn audit(api: &Api, ledger: &Arc<Ledger>, fresh: bool) -> anyhow::Result<Audit> {
+pub(crate) async fn audit(api: &Api, ledger: &Arc<Ledger>, fresh: bool) -> anyhow::Result<Audit> {
     let mut listed: Vec<(i64, String)> = Vec::new();
     loop {
         let page = api.list_page(listed.len(), PAGE).await?;

@@ -17,7 +17,7 @@ use crate::container;
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Args)]
-pub struct BurstArgs {
+pub(crate) struct BurstArgs {
     /// The API's published address.
     #[arg(long)]
     api_url: String,
@@ -38,13 +38,10 @@ pub struct BurstArgs {
     memory_limit_mib: u64,
 }
 
-impl BurstArgs {
-    pub fn time_cap(&self) -> Duration {
-        Duration::from_secs(300)
-    }
-}
+/// A hard limit on the whole check.
+pub(crate) const TIME_CAP: Duration = Duration::from_secs(300);
 
-pub async fn run(args: BurstArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: BurstArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.api_url)?;
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {

@@ -9,14 +9,14 @@ use anyhow::{Context, bail};
 use crate::fault::{FaultKind, Report, Target};
 use crate::signal::{self, Sig};
 
-pub struct ContainerOptions {
+pub(crate) struct ContainerOptions {
     pub api_container: String,
     pub db_container: String,
     pub network: String,
     pub outage: Duration,
 }
 
-pub struct ContainerStack {
+pub(crate) struct ContainerStack {
     options: ContainerOptions,
     /// Faults in force, undone on drop should the harness stop half-way.
     disconnected: bool,
@@ -24,7 +24,7 @@ pub struct ContainerStack {
 }
 
 impl ContainerStack {
-    pub fn new(options: ContainerOptions) -> anyhow::Result<Self> {
+    pub(crate) fn new(options: ContainerOptions) -> anyhow::Result<Self> {
         for name in [&options.api_container, &options.db_container] {
             if inspect(name, "{{.State.Running}}")? != "true" {
                 bail!("container {name} is not running");
@@ -133,12 +133,12 @@ impl Drop for ContainerStack {
     }
 }
 
-pub fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
+pub(crate) fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
     podman(&["inspect", "-f", format, container])
 }
 
 /// Waits until `container` is running.
-pub async fn wait_running(container: &str, limit: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_running(container: &str, limit: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     while inspect(container, "{{.State.Running}}").ok().as_deref() != Some("true") {
         if started.elapsed() > limit {
@@ -150,7 +150,7 @@ pub async fn wait_running(container: &str, limit: Duration) -> anyhow::Result<()
 }
 
 /// `podman ARGS` judged by its exit status alone (`volume exists`, `exec … pg_isready`).
-pub fn podman_succeeds(args: &[&str]) -> anyhow::Result<bool> {
+pub(crate) fn podman_succeeds(args: &[&str]) -> anyhow::Result<bool> {
     Ok(podman_command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -160,7 +160,7 @@ pub fn podman_succeeds(args: &[&str]) -> anyhow::Result<bool> {
 }
 
 /// `podman ARGS`; its trimmed output, or an error carrying what podman said.
-pub fn podman(args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn podman(args: &[&str]) -> anyhow::Result<String> {
     let output = podman_command(args)
         .output()
         .context("cannot run podman: install it (apt-get install podman)")?;

@@ -19,7 +19,7 @@ const TITLE: &str = "Critical Data";
 const START_LIMIT: Duration = Duration::from_secs(90);
 
 #[derive(Args)]
-pub struct DisasterArgs {
+pub(crate) struct DisasterArgs {
     /// The API's published address.
     #[arg(long)]
     api_url: String,
@@ -45,13 +45,10 @@ pub struct DisasterArgs {
     volume: String,
 }
 
-impl DisasterArgs {
-    pub fn time_cap(&self) -> Duration {
-        Duration::from_secs(900)
-    }
-}
+/// A hard limit on the whole check.
+pub(crate) const TIME_CAP: Duration = Duration::from_secs(900);
 
-pub async fn run(args: DisasterArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: DisasterArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.api_url)?;
     up_and_wait(&args, &api).await?;
     let id = match api

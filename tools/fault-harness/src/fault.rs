@@ -8,18 +8,18 @@ use crate::api::{Api, CreateOutcome};
 use crate::ledger::Ledger;
 
 /// While the database is away, a create and /readyz must answer 503 within this.
-pub const FAIL_FAST_BOUND: Duration = Duration::from_secs(5);
+pub(crate) const FAIL_FAST_BOUND: Duration = Duration::from_secs(5);
 /// After the database is back, a create must succeed within this.
-pub const RECOVERY_BOUND: Duration = Duration::from_secs(10);
+pub(crate) const RECOVERY_BOUND: Duration = Duration::from_secs(10);
 /// Beyond this without a successful create the harness stops waiting.
 const RECOVERY_GIVE_UP: Duration = Duration::from_secs(30);
 /// How long a killed or stopped API may take to serve again.
-pub const RESTART_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const RESTART_LIMIT: Duration = Duration::from_secs(60);
 /// Time between probe rounds during an outage.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FaultKind {
+pub(crate) enum FaultKind {
     /// SIGKILL of the API process; its supervisor starts it again.
     ApiKill,
     /// SIGTERM with requests in flight; its supervisor starts it again.
@@ -35,7 +35,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::ApiKill => "api-kill9",
             Self::ApiTerm => "api-sigterm",
@@ -46,7 +46,7 @@ impl FaultKind {
         }
     }
 
-    pub fn is_database_outage(self) -> bool {
+    pub(crate) fn is_database_outage(self) -> bool {
         !matches!(self, Self::ApiKill | Self::ApiTerm)
     }
 }
@@ -71,7 +71,7 @@ pub(crate) trait Target {
 
 /// Worst values and counts over a run, and every broken rule.
 #[derive(Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub faults: BTreeMap<FaultKind, u32>,
     pub worst_create_503: Option<(Duration, String)>,
     pub worst_ready_503: Option<(Duration, String)>,
@@ -83,11 +83,11 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn fault_count(&self) -> u32 {
+    pub(crate) fn fault_count(&self) -> u32 {
         self.faults.values().sum()
     }
 
-    pub fn violation(&mut self, text: String) {
+    pub(crate) fn violation(&mut self, text: String) {
         eprintln!("  VIOLATION: {text}");
         self.violations.push(text);
     }

@@ -14,19 +14,19 @@ use crate::supervisor::{Launch, Supervisor};
 
 /// The API's fast-failure settings: a call waits at most 1 s for a connection and 2 s more for
 /// its statement, so a request fails well inside the 5 s bound.
-pub const ACQUIRE_TIMEOUT: &str = "1s";
-pub const STATEMENT_TIMEOUT: &str = "2s";
+pub(crate) const ACQUIRE_TIMEOUT: &str = "1s";
+pub(crate) const STATEMENT_TIMEOUT: &str = "2s";
 const SHUTDOWN_DRAIN_DELAY: Duration = Duration::from_millis(500);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct HostOptions {
+pub(crate) struct HostOptions {
     pub api_binary: PathBuf,
     pub pg_bin: Option<PathBuf>,
     pub crash_outage: Duration,
     pub freeze_outage: Duration,
 }
 
-pub struct HostRig {
+pub(crate) struct HostRig {
     // Dropped in this order: the API first, then the database, then the files.
     supervisor: Option<Supervisor>,
     cluster: Cluster,
@@ -36,7 +36,7 @@ pub struct HostRig {
 }
 
 impl HostRig {
-    pub async fn start(options: HostOptions) -> anyhow::Result<Self> {
+    pub(crate) async fn start(options: HostOptions) -> anyhow::Result<Self> {
         if !options.api_binary.is_file() {
             bail!(
                 "{} is not a file: build it first (cargo build --locked --bin task-api)",
@@ -75,17 +75,17 @@ impl HostRig {
         })
     }
 
-    pub fn api_url(&self) -> String {
+    pub(crate) fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
     /// The end of the API's log, for a failure message.
-    pub fn api_log_tail(&self) -> String {
+    pub(crate) fn api_log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("api.log")).unwrap_or_default();
         pg_sandbox::last_lines(&text, 15)
     }
 
-    pub async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         if let Some(supervisor) = self.supervisor.take() {
             supervisor.shutdown().await;
         }

@@ -15,7 +15,7 @@ struct Entries {
 }
 
 /// Every title ever sent (each exactly once) and every acknowledged `(id, title)`.
-pub struct Ledger {
+pub(crate) struct Ledger {
     run: String,
     next: AtomicU64,
     in_flight: AtomicUsize,
@@ -23,7 +23,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(run: &str) -> Self {
+    pub(crate) fn new(run: &str) -> Self {
         Self {
             run: run.to_owned(),
             next: AtomicU64::new(1),
@@ -33,12 +33,12 @@ impl Ledger {
     }
 
     /// Titles of this run start with this.
-    pub fn prefix(&self) -> String {
+    pub(crate) fn prefix(&self) -> String {
         format!("fh-{}-", self.run)
     }
 
     /// Records a fresh title as sent, before it is sent: a title is never sent twice.
-    pub fn send(&self, sender: &str) -> String {
+    pub(crate) fn send(&self, sender: &str) -> String {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let title = format!("{}{sender}-{seq}", self.prefix());
         self.with(|e| e.sent.insert(title.clone()));
@@ -46,20 +46,20 @@ impl Ledger {
     }
 
     /// A client's create has been sent and not yet answered.
-    pub fn start_request(&self) {
+    pub(crate) fn start_request(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub fn end_request(&self) {
+    pub(crate) fn end_request(&self) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Client creates under way right now.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    pub fn record(&self, title: &str, outcome: &CreateOutcome) {
+    pub(crate) fn record(&self, title: &str, outcome: &CreateOutcome) {
         self.with(|e| {
             *e.outcomes.entry(outcome.label()).or_default() += 1;
             match outcome {
@@ -69,24 +69,24 @@ impl Ledger {
         });
     }
 
-    pub fn was_sent(&self, title: &str) -> bool {
+    pub(crate) fn was_sent(&self, title: &str) -> bool {
         self.with(|e| e.sent.contains(title))
     }
 
-    pub fn acknowledged(&self) -> Vec<(i64, String)> {
+    pub(crate) fn acknowledged(&self) -> Vec<(i64, String)> {
         self.with(|e| e.acknowledged.clone())
     }
 
-    pub fn unacknowledged(&self) -> u64 {
+    pub(crate) fn unacknowledged(&self) -> u64 {
         self.with(|e| e.unacknowledged)
     }
 
-    pub fn sent_count(&self) -> usize {
+    pub(crate) fn sent_count(&self) -> usize {
         self.with(|e| e.sent.len())
     }
 
     /// How many creates ended each way (`201`, `503`, `timeout`, `no answer`, …).
-    pub fn outcomes(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn outcomes(&self) -> BTreeMap<String, u64> {
         self.with(|e| e.outcomes.clone())
     }
 

@@ -12,13 +12,13 @@ use crate::ledger::Ledger;
 /// After a failure a client waits a little, so a dead API is not hammered in a tight loop.
 const BACKOFF: Duration = Duration::from_millis(100);
 
-pub struct Load {
+pub(crate) struct Load {
     stop: watch::Sender<bool>,
     clients: JoinSet<()>,
 }
 
 impl Load {
-    pub fn start(api: &Api, ledger: &Arc<Ledger>, clients: usize, pace: Duration) -> Self {
+    pub(crate) fn start(api: &Api, ledger: &Arc<Ledger>, clients: usize, pace: Duration) -> Self {
         let (stop, stopped) = watch::channel(false);
         let mut set = JoinSet::new();
         for client in 0..clients {
@@ -35,7 +35,7 @@ impl Load {
     }
 
     /// Stops the clients and waits for their last requests (each bounded by its timeout).
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.send(true);
         while self.clients.join_next().await.is_some() {}
     }

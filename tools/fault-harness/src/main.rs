@@ -96,9 +96,9 @@ impl Mode {
     fn time_cap(&self) -> Duration {
         match self {
             Self::Host { run, .. } | Self::Container { run, .. } => run.cap(),
-            Self::Burst(args) => args.time_cap(),
+            Self::Burst(_) => burst::TIME_CAP,
             Self::Sigterm(args) => args.time_cap(),
-            Self::Disaster(args) => args.time_cap(),
+            Self::Disaster(_) => disaster::TIME_CAP,
         }
     }
 }
@@ -303,7 +303,7 @@ fn print_summary(report: &Report, ledger: &Ledger, audit: &audit::Audit, elapsed
             report.in_flight_at_sigterm.len()
         );
     }
-    println!("elapsed: {:.0?}", elapsed);
+    println!("elapsed: {elapsed:.0?}");
     for (what, list) in [
         ("lost", &audit.lost),
         ("unexpected", &audit.unexpected),

@@ -19,7 +19,7 @@ const TITLE: &str = "During shutdown";
 const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Args)]
-pub struct SigtermArgs {
+pub(crate) struct SigtermArgs {
     /// The API's published address.
     #[arg(long)]
     api_url: String,
@@ -45,7 +45,7 @@ pub struct SigtermArgs {
 }
 
 impl SigtermArgs {
-    pub fn time_cap(&self) -> Duration {
+    pub(crate) fn time_cap(&self) -> Duration {
         self.warmup + Duration::from_secs(self.stop_timeout) + Duration::from_secs(120)
     }
 }
@@ -75,7 +75,7 @@ struct Observed {
     stored: usize,
 }
 
-pub async fn run(args: SigtermArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: SigtermArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.api_url)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = JoinSet::new();

@@ -17,7 +17,7 @@ const RESTART_DELAY: Duration = Duration::from_millis(100);
 
 /// How to start the API.
 #[derive(Clone)]
-pub struct Launch {
+pub(crate) struct Launch {
     pub binary: PathBuf,
     pub env: Vec<(String, String)>,
     pub log: PathBuf,
@@ -25,7 +25,7 @@ pub struct Launch {
     pub pid_file: PathBuf,
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     pid: Arc<AtomicU32>,
     starts: Arc<AtomicU64>,
     exits: mpsc::UnboundedReceiver<ExitStatus>,
@@ -35,7 +35,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Starts the API once (so a bad binary path fails here) and keeps it running.
-    pub fn start(launch: Launch) -> anyhow::Result<Self> {
+    pub(crate) fn start(launch: Launch) -> anyhow::Result<Self> {
         let child = spawn(&launch)?;
         let pid = Arc::new(AtomicU32::new(child.id().unwrap_or(0)));
         let starts = Arc::new(AtomicU64::new(1));
@@ -58,17 +58,17 @@ impl Supervisor {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid.load(Ordering::SeqCst)
     }
 
     /// How many times the API was started.
-    pub fn starts(&self) -> u64 {
+    pub(crate) fn starts(&self) -> u64 {
         self.starts.load(Ordering::SeqCst)
     }
 
     /// The next exit of the API, if one comes within `limit`.
-    pub async fn next_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub(crate) async fn next_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         tokio::time::timeout(limit, self.exits.recv())
             .await
             .ok()
@@ -76,12 +76,12 @@ impl Supervisor {
     }
 
     /// Exits already seen and not yet collected.
-    pub fn pending_exits(&mut self) -> Vec<ExitStatus> {
+    pub(crate) fn pending_exits(&mut self) -> Vec<ExitStatus> {
         std::iter::from_fn(|| self.exits.try_recv().ok()).collect()
     }
 
     /// Kills the API for good.
-    pub async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
     }

@@ -1,8 +1,7 @@
 //! Every way a cluster is used, against real servers: Debian's newest by default, or the bin
 //! directory in `TASK_API_TEST_PG_BIN` (as the integration tests of task-api pick theirs).
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "a test that cannot go on should stop right there, loudly"
 )]
 
