@@ -45,12 +45,6 @@ impl Header {
             created_at: timestamp(created_at),
         }
     }
-
-    pub fn created_at(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&self.created_at)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
 }
 
 /// One task, exactly as the API shows it (written from a [`Task`]).
