@@ -88,7 +88,13 @@ enum Command {
     Doctor(DoctorArgs),
 }
 
+// The shared flags keep their own declaration; only the help says what they mean here.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("backup_every", |a| a.help("The backup interval of this deployment's own scheduler, if it runs one (as `serve`)")),
+    mut_arg("backup_at", |a| a.help("The daily backup time of this deployment's own scheduler, if it runs one (as `serve`)")),
+    mut_arg("api_tokens_file", |a| a.help("The API token file `serve` reads; the api_auth row checks it loads")),
+)]
 struct DoctorArgs {
     #[command(flatten)]
     db: DatabaseArgs,
@@ -172,6 +178,10 @@ enum BackupsCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("port", |a| a.help("Port the server listens on")),
+    mut_arg("bind_address", |a| a.help("Address the server listens on; 0.0.0.0 and :: are probed through loopback")),
+)]
 struct HealthcheckArgs {
     /// Where the server listens; 0.0.0.0 and :: are probed through loopback.
     #[command(flatten)]

@@ -159,7 +159,11 @@ impl Api {
     }
 
     /// One page of GET /tasks in id order.
-    pub(crate) async fn list_page(&self, offset: usize, limit: usize) -> anyhow::Result<Vec<ListedTask>> {
+    pub(crate) async fn list_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> anyhow::Result<Vec<ListedTask>> {
         let url = format!(
             "{}/tasks?sort=id&order=asc&limit={limit}&offset={offset}",
             self.base
