@@ -103,7 +103,7 @@ impl Mode {
     }
 }
 
-#[derive(Args, Clone)]
+#[derive(Args)]
 struct RunArgs {
     /// Least time under load; faults go on until both this and --faults are reached.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
