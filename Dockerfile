@@ -32,13 +32,15 @@ WORKDIR /src
 # Dependency layer: compile every dependency against an empty crate, so a change to the code
 # recompiles only task-api itself. The dummy crate's own artefacts are then removed, so the
 # real sources below are always rebuilt whatever their timestamps. The workspace's other
-# member, the CI tool tools/fault-harness, is never built here: cargo only needs its manifest
-# (and a placeholder target) to read the workspace.
+# members, the test and CI tools under tools/, are never built here: cargo only needs their
+# manifests (and placeholder targets) to read the workspace.
 COPY Cargo.toml Cargo.lock ./
 COPY tools/fault-harness/Cargo.toml tools/fault-harness/
-RUN mkdir -p src tools/fault-harness/src \
+COPY tools/pg-sandbox/Cargo.toml tools/pg-sandbox/
+RUN mkdir -p src tools/fault-harness/src tools/pg-sandbox/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > tools/fault-harness/src/main.rs \
+ && touch tools/pg-sandbox/src/lib.rs \
  && touch src/lib.rs \
  && cargo auditable build --release --locked \
  && cargo clean --release --locked --target "$CARGO_BUILD_TARGET" -p task-api \
