@@ -105,32 +105,20 @@ impl Config {
     /// The production defaults (what `task-api serve` runs with when nothing is set), with
     /// `database`; tests and embedders start here.
     pub fn new(database: DatabaseConfig) -> Self {
-        let server = defaults::<ServerArgs>();
-        let listen = server.listen;
-        let schedule = Schedule::from(server.schedule);
-        Self {
-            bind_address: listen.bind_address,
-            port: listen.port,
-            db: DatabaseSettings::new(database),
-            backup_dir: server.backups.backup_dir,
-            backup_schedule: schedule,
-            backup_expected_interval: server.expected_backups.interval(schedule),
-            retention: server.retention.into(),
-            migrate_on_start: !server.no_migrate,
-            backup_before_migrate: !server.pre_migration.no_backup_before_migrate,
-            max_concurrent_requests: server.max_concurrent_requests as usize,
-            connections: server.connections,
-            shutdown_drain_delay: server.shutdown_drain_delay,
-            shutdown_timeout: server.shutdown_timeout,
-            api_tokens: None,
-            metrics_tokens: None,
-            cors_allowed_origins: Vec::new(),
-            idempotency_key_ttl: server.access.idempotency_key_ttl,
-            task_count_refresh: server.task_count_refresh,
-        }
+        let config = Self::assemble(defaults(), DatabaseSettings::new(database));
+        #[expect(
+            clippy::expect_used,
+            reason = "the defaults name no token file, no origin and a non-zero TTL; a unit test builds them"
+        )]
+        config.expect("the default settings are valid")
     }
 
     pub fn from_args(server: ServerArgs, db: DatabaseArgs) -> Result<Self, ConfigError> {
+        Self::assemble(server, DatabaseSettings::try_from(db)?)
+    }
+
+    /// The one place server settings become a `Config`, for parsed and default flags alike.
+    fn assemble(server: ServerArgs, db: DatabaseSettings) -> Result<Self, ConfigError> {
         let backup_schedule = Schedule::from(server.schedule);
         let access = server.access;
         let load_tokens = |setting, path: Option<PathBuf>| {
@@ -150,7 +138,7 @@ impl Config {
         Ok(Self {
             bind_address: server.listen.bind_address,
             port: server.listen.port,
-            db: DatabaseSettings::try_from(db)?,
+            db,
             backup_dir: server.backups.backup_dir,
             backup_schedule,
             backup_expected_interval: server.expected_backups.interval(backup_schedule),
