@@ -31,6 +31,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Backup(#[from] backup::BackupError),
 }
 
 /// One piece of the service's background work.
@@ -127,6 +129,11 @@ impl Application {
                 config.backup_schedule,
                 config.retention,
             );
+            let remote = config
+                .backup_remote
+                .as_ref()
+                .map(backup::remote::Remote::new)
+                .transpose()?;
             let stopped = stop_serving.clone();
             run_in_background(Box::pin(async move {
                 // Backing up a database whose schema is not ready would only fail.
@@ -137,6 +144,7 @@ impl Application {
                     dir,
                     schedule,
                     policy,
+                    remote,
                     &observer,
                     stopped.cancelled_owned(),
                 )

@@ -94,6 +94,16 @@ pub(super) fn publish(
     ))
 }
 
+/// Gives a complete, synced copy of an existing backup (a download) the name it has elsewhere;
+/// an existing file of that name is never replaced.
+pub(super) fn publish_as(partial: &Path, dir: &Path, name: &str) -> Result<PathBuf, BackupError> {
+    let target = dir.join(name);
+    fs::hard_link(partial, &target).map_err(|e| BackupError::io(&target, e))?;
+    fs::remove_file(partial).map_err(|e| BackupError::io(partial, e))?;
+    sync_dir(dir)?;
+    Ok(target)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())

@@ -6,7 +6,9 @@
 
 mod files;
 mod format;
+pub mod offsite;
 pub(crate) mod pre_migration;
+pub mod remote;
 mod retention;
 pub mod schedule;
 
@@ -43,6 +45,8 @@ pub enum BackupError {
     Corrupt { path: PathBuf, reason: String },
     #[error("no backups in {0}")]
     NoBackups(PathBuf),
+    #[error("{0}: no backups there")]
+    NoRemoteBackups(String),
     #[error(
         "the database has no task-api schema yet: run `task-api migrate` (or start the service) first"
     )]
@@ -53,6 +57,9 @@ pub enum BackupError {
     Import(#[from] ImportError),
     #[error("backup worker failed: {0}")]
     Worker(String),
+    /// One line: the remote, what was being done, and the cause in the operator's terms.
+    #[error("{remote}: {problem}")]
+    Remote { remote: String, problem: String },
 }
 
 impl BackupError {
@@ -344,6 +351,8 @@ pub async fn prune(
 #[derive(Debug, Clone)]
 pub struct DrillReport {
     pub backup: BackupOutcome,
+    /// With a remote: the upload, and the download the restore read from.
+    pub offsite: Option<DrillOffsite>,
     /// Time to restore the backup into an empty database: the recovery time for this size.
     pub restore_duration: Duration,
     pub rows: u64,
@@ -352,18 +361,53 @@ pub struct DrillReport {
     pub scratch: String,
 }
 
+#[derive(Debug, Clone)]
+pub struct DrillOffsite {
+    pub remote: String,
+    pub upload: Duration,
+    pub download: Duration,
+}
+
 /// Backs up, restores into a scratch database (never the live one), compares every row with
-/// the snapshot, drops the scratch database and reports the timings.
+/// the snapshot, drops the scratch database and reports the timings. With a remote, the backup
+/// is uploaded and the restore reads the copy downloaded back from it, as a replacement host
+/// would: the recovery time then includes the download.
 pub async fn drill(
     settings: &DatabaseSettings,
     db: &Database,
     dir: &Path,
+    remote: Option<&remote::Remote>,
 ) -> Result<DrillReport, BackupError> {
     let backup = create(db, dir).await?;
+    let download_dir =
+        tempfile::tempdir().map_err(|e| BackupError::io(&std::env::temp_dir(), e))?;
+    let (source, offsite) = match remote {
+        Some(remote) => {
+            let uploaded = offsite::upload_missing(remote, dir).await?;
+            let upload = uploaded
+                .iter()
+                .find(|u| Some(u.name.as_str()) == backup.path.file_name().and_then(|n| n.to_str()))
+                .map_or(Duration::ZERO, |u| u.duration);
+            let started = Instant::now();
+            let name = backup
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let path = remote.download(name, download_dir.path()).await?;
+            let offsite = DrillOffsite {
+                remote: remote.url().to_owned(),
+                upload,
+                download: started.elapsed(),
+            };
+            (path, Some(offsite))
+        }
+        None => (backup.path.clone(), None),
+    };
     let scratch = db.scratch(settings).await?;
-    let restored = restore(scratch.database(), &backup.path, false).await;
+    let restored = restore(scratch.database(), &source, false).await;
     let checked = match restored {
-        Ok(outcome) => compare(scratch.database(), &backup.path)
+        Ok(outcome) => compare(scratch.database(), &source)
             .await
             .map(|differences| (outcome, differences)),
         Err(e) => Err(e),
@@ -373,8 +417,10 @@ pub async fn drill(
     let (restored, differences) = checked?;
     Ok(DrillReport {
         rows: restored.rows,
-        restore_duration: restored.duration,
+        restore_duration: offsite.as_ref().map_or(Duration::ZERO, |o| o.download)
+            + restored.duration,
         backup,
+        offsite,
         differences,
         scratch: scratch_name,
     })

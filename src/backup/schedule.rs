@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::BackupOutcome;
+use super::remote::{Remote, Uploaded};
+use super::{BackupOutcome, offsite};
 use crate::config::{RetentionPolicy, Schedule};
 use crate::storage::Database;
 use crate::telemetry::error_chain;
@@ -19,6 +20,10 @@ const RETRY_DELAY: Duration = Duration::from_secs(60);
 pub trait RunObserver: Send + Sync {
     fn succeeded(&self, outcome: &BackupOutcome);
     fn failed(&self);
+    /// A backup reached the remote and read back intact.
+    fn uploaded(&self, _: &Uploaded) {}
+    /// The remote could not be brought up to date (also counted by `failed`).
+    fn upload_failed(&self) {}
 }
 
 /// No one to tell but the log.
@@ -30,12 +35,14 @@ impl RunObserver for LogOnly {
 }
 
 /// Runs backups on `schedule` until `shutdown` completes. A run in progress at shutdown is
-/// abandoned; its partial file is removed, never published.
+/// abandoned; its partial file is removed, never published. With a remote, each run also
+/// uploads what the remote lacks and prunes it.
 pub async fn run(
     db: Database,
     dir: PathBuf,
     schedule: Schedule,
     policy: RetentionPolicy,
+    remote: Option<Remote>,
     observer: &dyn RunObserver,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -58,7 +65,7 @@ pub async fn run(
             () = &mut shutdown => return,
         }
         tokio::select! {
-            succeeded = run_once(&db, &dir, policy, observer) => {
+            succeeded = run_once(&db, &dir, policy, remote.as_ref(), observer) => {
                 retry_at = (!succeeded).then(|| {
                     Utc::now() + TimeDelta::from_std(retry_delay).unwrap_or(TimeDelta::MAX)
                 });
@@ -71,39 +78,91 @@ pub async fn run(
     }
 }
 
-/// One scheduled backup and the prune after it, with its outcome logged and reported;
-/// true when the backup succeeded.
+/// One scheduled backup, its upload and the prunes after it, with the outcome logged and
+/// reported; true when the backup (and its upload, with a remote) succeeded.
 pub async fn run_once(
     db: &Database,
     dir: &std::path::Path,
     policy: RetentionPolicy,
+    remote: Option<&Remote>,
     observer: &dyn RunObserver,
 ) -> bool {
-    match super::create(db, dir).await {
-        Ok(outcome) => {
-            observer.succeeded(&outcome);
-            tracing::info!(
-                file = %outcome.path.display(),
-                rows = outcome.rows,
-                bytes = outcome.size,
-                duration_ms = outcome.duration.as_millis() as u64,
-                "backup succeeded"
-            );
-            match super::prune(dir, policy, false).await {
-                Ok(pruned) => tracing::info!(
-                    kept = pruned.kept.len(),
-                    deleted = pruned.deleted.len(),
-                    bad = pruned.bad.len(),
-                    "backups pruned"
-                ),
-                Err(e) => tracing::error!(error = %error_chain(&e), "prune failed"),
-            }
-            true
-        }
+    let outcome = match super::create(db, dir).await {
+        Ok(outcome) => outcome,
         Err(e) => {
             observer.failed();
             tracing::error!(error = %error_chain(&e), retry_in = ?RETRY_DELAY, "backup failed");
-            false
+            return false;
+        }
+    };
+    observer.succeeded(&outcome);
+    tracing::info!(
+        file = %outcome.path.display(),
+        rows = outcome.rows,
+        bytes = outcome.size,
+        duration_ms = outcome.duration.as_millis() as u64,
+        "backup succeeded"
+    );
+    let uploaded = match remote {
+        Some(remote) => upload(remote, dir, policy, observer).await,
+        None => true,
+    };
+    match super::prune(dir, policy, false).await {
+        Ok(pruned) => tracing::info!(
+            kept = pruned.kept.len(),
+            deleted = pruned.deleted.len(),
+            bad = pruned.bad.len(),
+            "backups pruned"
+        ),
+        Err(e) => tracing::error!(error = %error_chain(&e), "prune failed"),
+    }
+    uploaded
+}
+
+/// Brings the remote up to date, then prunes it; a failure keeps the local copy, counts as a
+/// failed backup (so the alert fires) and is retried by the next run.
+async fn upload(
+    remote: &Remote,
+    dir: &std::path::Path,
+    policy: RetentionPolicy,
+    observer: &dyn RunObserver,
+) -> bool {
+    match offsite::upload_missing(remote, dir).await {
+        Ok(uploaded) => {
+            for upload in &uploaded {
+                observer.uploaded(upload);
+                tracing::info!(
+                    remote = remote.url(),
+                    name = %upload.name,
+                    bytes = upload.size,
+                    duration_ms = upload.duration.as_millis() as u64,
+                    "backup uploaded and read back"
+                );
+            }
+        }
+        Err(e) => {
+            observer.failed();
+            observer.upload_failed();
+            tracing::error!(error = %error_chain(&e), retry_in = ?RETRY_DELAY,
+                "upload to the remote failed; the local backup is kept");
+            return false;
         }
     }
+    match offsite::prune_remote(remote, policy, false).await {
+        Ok(pruned) => {
+            for (backup, why) in &pruned.refused {
+                tracing::warn!(remote = remote.url(), name = %backup.name, reason = %why,
+                    "the remote refused to delete a backup the retention policy drops");
+            }
+            tracing::info!(
+                remote = remote.url(),
+                kept = pruned.kept.len(),
+                deleted = pruned.deleted.len(),
+                refused = pruned.refused.len(),
+                "remote backups pruned"
+            );
+        }
+        Err(e) => tracing::error!(error = %error_chain(&e), "remote prune failed"),
+    }
+    true
 }

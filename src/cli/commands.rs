@@ -7,9 +7,10 @@ use chrono::Utc;
 use indicatif::{HumanBytes, HumanDuration};
 
 use super::{BackupArgs, BackupsCommand, CliError, RestoreArgs};
+use crate::backup::remote::Remote;
 use crate::backup::schedule::{self, LogOnly};
-use crate::backup::{self, BackupError};
-use crate::config::{DatabaseSettings, RetentionPolicy, Schedule};
+use crate::backup::{self, BackupError, offsite};
+use crate::config::{DatabaseSettings, RemoteSettings, RetentionPolicy, Schedule};
 use crate::startup;
 use crate::storage::{Database, password_reload};
 use crate::telemetry::error_chain;
@@ -22,10 +23,23 @@ fn connect(settings: &DatabaseSettings) -> Result<Database, CliError> {
     Database::connect_lazy(settings).map_err(|e| failed(&e))
 }
 
+fn client(settings: Option<RemoteSettings>) -> Result<Option<Remote>, CliError> {
+    settings
+        .map(|s| Remote::new(&s))
+        .transpose()
+        .map_err(|e| failed(&e))
+}
+
+fn age_of(taken_at: chrono::DateTime<Utc>) -> String {
+    let age = (Utc::now() - taken_at).to_std().unwrap_or_default();
+    format!("{:#}", HumanDuration(age))
+}
+
 /// `task-api backup`: one backup, or a scheduler with `--every`/`--at`.
 pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Result<(), CliError> {
     let db = connect(&settings)?;
     let dir = args.dir.backup_dir;
+    let remote = client(args.remote.settings()?)?;
     // `backup` is one-shot unless its own flags say otherwise: BACKUP_EVERY in a shared
     // environment file must not turn a cron job's backup into a scheduler.
     let schedule = Schedule {
@@ -46,6 +60,7 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
             dir,
             schedule,
             args.retention.into(),
+            remote,
             &LogOnly,
             shutdown,
         );
@@ -77,14 +92,43 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
         dir.display(),
         kept
     );
+    if let Some(remote) = remote {
+        // The local copy stays whatever happens here; the next run uploads what is missing.
+        let uploaded = offsite::upload_missing(&remote, &dir).await.map_err(|e| {
+            CliError::Failed(format!(
+                "{} (the local backup {} is kept; the next run uploads it)",
+                error_chain(&e),
+                outcome.path.display()
+            ))
+        })?;
+        for upload in uploaded {
+            println!(
+                "uploaded to {}: {} ({}) in {:.2} s, read back: sha256 {}",
+                remote.url(),
+                upload.name,
+                HumanBytes(upload.size),
+                upload.duration.as_secs_f64(),
+                upload.sha256
+            );
+        }
+    }
     Ok(())
 }
 
 /// `task-api restore FILE|--latest [--force]`.
 pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Result<(), CliError> {
-    let path = match args.file {
-        Some(file) => file,
-        None => backup::latest(&args.dir.backup_dir).map_err(|e| failed(&e))?,
+    let dir = &args.dir.backup_dir;
+    let path = match (client(args.remote.chosen()?)?, args.file) {
+        (Some(remote), file) => {
+            let name = file.as_deref().map(|f| f.to_string_lossy().into_owned());
+            let path = offsite::fetch(&remote, name.as_deref(), dir)
+                .await
+                .map_err(|e| failed(&e))?;
+            println!("fetched {} from {}", path.display(), remote.url());
+            path
+        }
+        (None, Some(file)) => file,
+        (None, None) => backup::latest(dir).map_err(|e| failed(&e))?,
     };
     let db = connect(&settings)?;
     let outcome = backup::restore(&db, &path, args.force).await;
@@ -132,20 +176,120 @@ pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Re
     Ok(())
 }
 
-/// `task-api backups list|verify|prune`.
+/// `task-api backups list|verify|prune`, on BACKUP_DIR or, with --remote, on BACKUP_REMOTE.
 pub(super) async fn backups(command: BackupsCommand) -> Result<(), CliError> {
     match command {
-        BackupsCommand::List { dir } => list(&dir.backup_dir).await,
-        BackupsCommand::Verify {
-            file: Some(file), ..
-        } => verify_one(&file).await,
-        BackupsCommand::Verify { file: None, dir } => verify_all(&dir.backup_dir).await,
+        BackupsCommand::List { dir, remote } => match client(remote.chosen()?)? {
+            Some(remote) => list_remote(&remote).await,
+            None => list(&dir.backup_dir).await,
+        },
+        BackupsCommand::Verify { file, dir, remote } => match (client(remote.chosen()?)?, file) {
+            (Some(remote), file) => {
+                let name = file.as_deref().map(|f| f.to_string_lossy().into_owned());
+                verify_remote(&remote, name.as_deref()).await
+            }
+            (None, Some(file)) => verify_one(&file).await,
+            (None, None) => verify_all(&dir.backup_dir).await,
+        },
         BackupsCommand::Prune {
             dir,
+            remote,
             retention,
             dry_run,
-        } => prune(&dir.backup_dir, retention.into(), dry_run).await,
+        } => match client(remote.chosen()?)? {
+            Some(remote) => prune_remote(&remote, retention.into(), dry_run).await,
+            None => prune(&dir.backup_dir, retention.into(), dry_run).await,
+        },
     }
+}
+
+async fn list_remote(remote: &Remote) -> Result<(), CliError> {
+    let stored = remote.list().await.map_err(|e| failed(&e))?;
+    if stored.is_empty() {
+        println!("no backups in {}", remote.url());
+        return Ok(());
+    }
+    println!(
+        "{:<48} {:>10} {:>14}  (in {})",
+        "NAME",
+        "SIZE",
+        "AGE",
+        remote.url()
+    );
+    for backup in stored {
+        println!(
+            "{:<48} {:>10} {:>14}",
+            backup.name,
+            HumanBytes(backup.size).to_string(),
+            age_of(backup.taken_at)
+        );
+    }
+    Ok(())
+}
+
+async fn verify_remote(remote: &Remote, name: Option<&str>) -> Result<(), CliError> {
+    let checked = offsite::verify_remote(remote, name)
+        .await
+        .map_err(|e| failed(&e))?;
+    if checked.is_empty() {
+        return Err(failed(&BackupError::NoRemoteBackups(
+            remote.url().to_owned(),
+        )));
+    }
+    let mut bad = 0;
+    for (backup, verified) in &checked {
+        match verified {
+            Ok(v) => println!("ok  {}: {} tasks", backup.name, v.trailer.rows),
+            Err(e) => {
+                bad += 1;
+                println!("BAD {}: {}", backup.name, reason(e));
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(CliError::Failed(format!(
+            "{bad} of {} backups in {} failed verification",
+            checked.len(),
+            remote.url()
+        )));
+    }
+    Ok(())
+}
+
+async fn prune_remote(
+    remote: &Remote,
+    policy: RetentionPolicy,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    let outcome = offsite::prune_remote(remote, policy, dry_run)
+        .await
+        .map_err(|e| failed(&e))?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for backup in &outcome.deleted {
+        println!("{verb} {}", backup.name);
+    }
+    for (backup, why) in &outcome.refused {
+        println!("NOT deleted {}: {why}", backup.name);
+    }
+    println!(
+        "{}: kept {}, {verb} {}, refused {} (policy: last {}, daily {}, weekly {})",
+        remote.url(),
+        outcome.kept.len(),
+        outcome.deleted.len(),
+        outcome.refused.len(),
+        policy.keep_last,
+        policy.keep_daily,
+        policy.keep_weekly
+    );
+    if !outcome.refused.is_empty() {
+        return Err(CliError::Failed(format!(
+            "{} refused to delete {} backups the policy drops: these credentials may not \
+             delete (remove them with credentials that may, or let a lifecycle rule expire them)",
+            remote.url(),
+            outcome.refused.len()
+        )));
+    }
+    Ok(())
 }
 
 async fn list(dir: &Path) -> Result<(), CliError> {
@@ -158,9 +302,7 @@ async fn list(dir: &Path) -> Result<(), CliError> {
         "{:<48} {:>10} {:>9} {:>14}  STATUS",
         "FILE", "SIZE", "TASKS", "AGE"
     );
-    let now = Utc::now();
     for (file, verified) in backups {
-        let age = (now - file.taken_at).to_std().unwrap_or_default();
         let (tasks, status) = match &verified {
             Ok(v) => (v.trailer.rows.to_string(), "verified".to_owned()),
             Err(e) => ("?".to_owned(), format!("BAD: {}", reason(e))),
@@ -170,7 +312,7 @@ async fn list(dir: &Path) -> Result<(), CliError> {
             file.name,
             HumanBytes(file.size).to_string(),
             tasks,
-            format!("{:#}", HumanDuration(age)),
+            age_of(file.taken_at),
         );
     }
     Ok(())
@@ -252,9 +394,14 @@ async fn prune(dir: &Path, policy: RetentionPolicy, dry_run: bool) -> Result<(),
 }
 
 /// `task-api drill`.
-pub(super) async fn drill(settings: DatabaseSettings, dir: PathBuf) -> Result<(), CliError> {
+pub(super) async fn drill(
+    settings: DatabaseSettings,
+    dir: PathBuf,
+    remote: Option<RemoteSettings>,
+) -> Result<(), CliError> {
+    let remote = client(remote)?;
     let db = connect(&settings)?;
-    let report = backup::drill(&settings, &db, &dir).await;
+    let report = backup::drill(&settings, &db, &dir, remote.as_ref()).await;
     db.close().await;
     let report = report.map_err(|e| failed(&e))?;
     println!("disaster-recovery drill on {}", settings.database);
@@ -265,6 +412,14 @@ pub(super) async fn drill(settings: DatabaseSettings, dir: PathBuf) -> Result<()
         HumanBytes(report.backup.size),
         report.backup.duration.as_secs_f64()
     );
+    if let Some(offsite) = &report.offsite {
+        println!(
+            "  remote:  uploaded to {} in {:.2} s, downloaded back in {:.2} s",
+            offsite.remote,
+            offsite.upload.as_secs_f64(),
+            offsite.download.as_secs_f64()
+        );
+    }
     println!(
         "  restore: into scratch {} in {:.2} s (RTO for this data size)",
         report.scratch,

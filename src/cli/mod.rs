@@ -15,8 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::backup::pre_migration::{self, PreMigrationError};
 use crate::config::{
     ApiTokenArgs, BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings,
-    ExpectedBackupArgs, ListenArgs, PreMigrationArgs, RetentionArgs, ScheduleArgs, ServerArgs,
-    parse_daily_time,
+    ExpectedBackupArgs, ListenArgs, PreMigrationArgs, RemoteArgs, RetentionArgs, ScheduleArgs,
+    ServerArgs, parse_daily_time,
 };
 use crate::doctor::Requirement;
 use crate::healthcheck;
@@ -82,6 +82,8 @@ enum Command {
         db: DatabaseArgs,
         #[command(flatten)]
         dir: BackupDirArgs,
+        #[command(flatten)]
+        remote: RemoteChoice,
     },
     /// Security and readiness self-check of this deployment: one row per check, exit 0 when
     /// every required row passes, 1 otherwise.
@@ -133,14 +135,39 @@ struct BackupArgs {
     at: Option<chrono::NaiveTime>,
     #[command(flatten)]
     retention: RetentionArgs,
+    /// Where each backup is also uploaded (BACKUP_REMOTE and the AWS_* settings).
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// `--remote`: work on the backups in BACKUP_REMOTE instead of BACKUP_DIR.
+#[derive(Debug, Clone, Args)]
+struct RemoteChoice {
+    /// Work on the backups in BACKUP_REMOTE (s3://…) rather than those in BACKUP_DIR.
+    #[arg(long = "remote")]
+    use_remote: bool,
+    #[command(flatten)]
+    settings: RemoteArgs,
+}
+
+impl RemoteChoice {
+    /// The remote's settings when --remote was given (then BACKUP_REMOTE is required).
+    fn chosen(self) -> Result<Option<crate::config::RemoteSettings>, CliError> {
+        if !self.use_remote {
+            return Ok(None);
+        }
+        self.settings.settings()?.map(Some).ok_or_else(|| {
+            CliError::Usage("--remote needs BACKUP_REMOTE (s3://BUCKET[/PREFIX])".into())
+        })
+    }
 }
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "latest"])))]
 struct RestoreArgs {
-    /// The backup file to restore.
+    /// The backup file to restore (with --remote: the name of a backup in BACKUP_REMOTE).
     file: Option<PathBuf>,
-    /// Restore the newest backup in BACKUP_DIR.
+    /// Restore the newest backup in BACKUP_DIR (with --remote: in BACKUP_REMOTE).
     #[arg(long)]
     latest: bool,
     /// Replace the tasks the database holds (in the same transaction as the load).
@@ -150,25 +177,35 @@ struct RestoreArgs {
     db: DatabaseArgs,
     #[command(flatten)]
     dir: BackupDirArgs,
+    #[command(flatten)]
+    remote: RemoteChoice,
 }
 
 #[derive(Debug, Subcommand)]
 enum BackupsCommand {
-    /// Every backup, newest first, with size, tasks, age and whether it verifies.
+    /// Every backup, newest first, with size, tasks, age and whether it verifies (with
+    /// --remote: the backups in BACKUP_REMOTE, by name, size and age).
     List {
         #[command(flatten)]
         dir: BackupDirArgs,
+        #[command(flatten)]
+        remote: RemoteChoice,
     },
-    /// Read backups end to end and check them (all of BACKUP_DIR, or one file).
+    /// Read backups end to end and check them (all of BACKUP_DIR, or one file; with
+    /// --remote, each is downloaded and checked).
     Verify {
         file: Option<PathBuf>,
         #[command(flatten)]
         dir: BackupDirArgs,
+        #[command(flatten)]
+        remote: RemoteChoice,
     },
     /// Delete the good backups the retention policy does not keep.
     Prune {
         #[command(flatten)]
         dir: BackupDirArgs,
+        #[command(flatten)]
+        remote: RemoteChoice,
         #[command(flatten)]
         retention: RetentionArgs,
         /// Say what would be deleted, delete nothing.
@@ -298,10 +335,11 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             telemetry::init(cli.log_format);
             runtime(true)?.block_on(commands::backups(command))
         }
-        Command::Drill { db, dir } => {
+        Command::Drill { db, dir, remote } => {
             let settings = DatabaseSettings::try_from(db)?;
+            let remote = remote.chosen()?;
             telemetry::init(cli.log_format);
-            runtime(true)?.block_on(commands::drill(settings, dir.backup_dir))
+            runtime(true)?.block_on(commands::drill(settings, dir.backup_dir, remote))
         }
         // No log output: stdout carries only the report, stderr only the verdict line.
         Command::Doctor(args) => {

@@ -11,7 +11,7 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use super::ConfigError;
+use super::{ConfigError, SecretFileError, read_secret_file};
 
 /// The database settings as the user gives them (environment variables or flags).
 #[derive(Debug, Clone, Default, Args)]
@@ -375,19 +375,13 @@ fn parse_ssl_mode(value: Option<&str>) -> Result<PgSslMode, ConfigError> {
 
 /// Reads a mounted secret; one trailing newline (as editors and `echo` leave) is not part of it.
 pub fn read_password_file(path: &Path) -> Result<SecretString, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFileUnreadable {
+    read_secret_file(path).map_err(|problem| match problem {
+        SecretFileError::Unreadable(source) => ConfigError::PasswordFileUnreadable {
             path: path.display().to_string(),
             source,
-        })?;
-    let password = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(&text);
-    if password.is_empty() {
-        return Err(ConfigError::PasswordFileEmpty(path.display().to_string()));
-    }
-    Ok(SecretString::from(password.to_owned()))
+        },
+        SecretFileError::Empty => ConfigError::PasswordFileEmpty(path.display().to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -13,14 +13,17 @@
 mod access;
 mod backup;
 mod database;
+mod remote;
 mod server;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::{Args, Command, FromArgMatches};
+
+use secrecy::SecretString;
 
 use crate::tokens::{TokenFileError, TokenSet};
 
@@ -33,6 +36,7 @@ pub use database::{
     DatabaseArgs, DatabaseConfig, DatabaseSettings, PasswordSource, PoolConfig, PostgresConfig,
     read_password_file,
 };
+pub use remote::{RemoteArgs, RemoteSettings, RemoteUrl, StaticCredentials};
 pub use server::{ConnectionArgs, ListenArgs, ServerArgs};
 
 /// Everything a configuration error can be; each renders as one line naming the setting.
@@ -69,6 +73,30 @@ pub enum ConfigError {
     CorsOrigins(String),
     #[error("IDEMPOTENCY_KEY_TTL: must be longer than zero")]
     IdempotencyKeyTtl,
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// Why a secret file gave no secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("cannot read it: {0}")]
+    Unreadable(std::io::Error),
+    #[error("it is empty")]
+    Empty,
+}
+
+/// A secret kept in a file, such as a mounted secret: the whole file less one final newline.
+pub fn read_secret_file(path: &Path) -> Result<SecretString, SecretFileError> {
+    let text = std::fs::read_to_string(path).map_err(SecretFileError::Unreadable)?;
+    let secret = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if secret.is_empty() {
+        return Err(SecretFileError::Empty);
+    }
+    Ok(SecretString::from(secret.to_owned()))
 }
 
 /// The full configuration of `task-api serve`.
@@ -83,6 +111,8 @@ pub struct Config {
     /// `BACKUP_EXPECTED_INTERVAL`; `None` when nobody said.
     pub backup_expected_interval: Option<Duration>,
     pub retention: RetentionPolicy,
+    /// Where scheduled backups are also uploaded; `None`: they stay local.
+    pub backup_remote: Option<RemoteSettings>,
     pub migrate_on_start: bool,
     /// Write a backup before applying pending migrations to a database that holds tasks.
     pub backup_before_migrate: bool,
@@ -143,6 +173,7 @@ impl Config {
             backup_schedule,
             backup_expected_interval: server.expected_backups.interval(backup_schedule),
             retention: server.retention.into(),
+            backup_remote: server.remote.settings()?,
             migrate_on_start: !server.no_migrate,
             backup_before_migrate: !server.pre_migration.no_backup_before_migrate,
             max_concurrent_requests: server.max_concurrent_requests as usize,

@@ -10,6 +10,7 @@ use super::backup::{
     BackupDirArgs, ExpectedBackupArgs, PreMigrationArgs, RetentionArgs, ScheduleArgs,
 };
 use super::positive_duration;
+use super::remote::RemoteArgs;
 
 /// Where the server listens; `healthcheck` reads the same settings to find it.
 #[derive(Debug, Clone, Copy, Args)]
@@ -33,6 +34,8 @@ pub struct ServerArgs {
     pub schedule: ScheduleArgs,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     #[command(flatten)]
     pub expected_backups: ExpectedBackupArgs,
     #[command(flatten)]

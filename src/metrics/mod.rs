@@ -37,6 +37,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::backup::BackupOutcome;
+use crate::backup::remote::Uploaded;
 use crate::backup::schedule::RunObserver;
 use crate::storage::Database;
 use backup_dir::BackupDirCollector;
@@ -73,6 +74,9 @@ pub struct BackupMetrics {
     last_rows: Gauge,
     successes: Counter,
     failures: Counter,
+    remote_last_success: FloatGauge,
+    remote_last_size: Gauge,
+    remote_failures: Counter,
 }
 
 impl BackupMetrics {
@@ -104,8 +108,23 @@ impl BackupMetrics {
         );
         registry.register(
             "backup_failures",
-            "Scheduled backups that failed",
+            "Scheduled backups that failed (a failed upload to BACKUP_REMOTE included)",
             self.failures.clone(),
+        );
+        registry.register(
+            "backup_remote_last_success_timestamp_seconds",
+            "Unix time of the last upload to BACKUP_REMOTE that read back intact",
+            self.remote_last_success.clone(),
+        );
+        registry.register(
+            "backup_remote_last_upload_bytes",
+            "Bytes of the last backup uploaded to BACKUP_REMOTE",
+            self.remote_last_size.clone(),
+        );
+        registry.register(
+            "backup_remote_failures",
+            "Scheduled runs whose upload to BACKUP_REMOTE failed",
+            self.remote_failures.clone(),
         );
     }
 }
@@ -124,6 +143,17 @@ impl RunObserver for BackupMetrics {
 
     fn failed(&self) {
         self.failures.inc();
+    }
+
+    fn uploaded(&self, upload: &Uploaded) {
+        self.remote_last_success
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        self.remote_last_size
+            .set(i64::try_from(upload.size).unwrap_or(i64::MAX));
+    }
+
+    fn upload_failed(&self) {
+        self.remote_failures.inc();
     }
 }
 
