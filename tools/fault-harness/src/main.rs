@@ -5,6 +5,7 @@
 //! (`burst`, `sigterm`, `disaster`) live here, so their load and verdicts are code, not shell.
 
 mod api;
+mod args;
 mod audit;
 mod burst;
 mod container;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::Api;
+use crate::args::{ApiArgs, DbContainerArgs};
 use crate::container::{ContainerOptions, ContainerStack};
 use crate::fault::{Report, Target};
 use crate::host::{HostOptions, HostRig};
@@ -64,13 +66,12 @@ enum Mode {
     /// Works on a running container stack; faults: the database's network cut, the database
     /// paused, kill -9 of the API's process (its restart policy brings it back).
     Container {
-        /// The API's published address.
-        #[arg(long)]
-        api_url: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long, default_value = "task-api")]
         api_container: String,
-        #[arg(long, default_value = "task-db")]
-        db_container: String,
+        #[command(flatten)]
+        db: DbContainerArgs,
         /// The network joining the API and the database.
         #[arg(long, default_value = "task-network")]
         network: String,
@@ -179,20 +180,20 @@ async fn run_mode(mode: Mode) -> anyhow::Result<bool> {
             outcome
         }
         Mode::Container {
-            api_url,
+            api,
             api_container,
-            db_container,
+            db,
             network,
             outage,
             run,
         } => {
             let mut stack = ContainerStack::new(ContainerOptions {
                 api_container,
-                db_container,
+                db_container: db.db_container,
                 network,
                 outage,
             })?;
-            let api = Api::new(&api_url)?;
+            let api = Api::new(&api.api_url)?;
             api.wait_ready(Duration::from_secs(60)).await?;
             drive(&mut stack, &api, &run, "container", false).await
         }
