@@ -15,10 +15,11 @@ STAGE="fault stage"
 trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 trap 'failure_banner $?' EXIT
 
-step "prerequisites (PostgreSQL server binaries, procps)"
+# Nothing in this stage runs ps, pgrep, pkill, free or top: the harness and pg-sandbox read
+# /proc themselves, so procps is not needed.
+step "prerequisites (PostgreSQL server binaries)"
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-command -v ps >/dev/null || missing+=(procps)
 apt_install "${missing[@]}"
 
 # The container stage runs this same binary (.ci/run passes it on as FAULT_HARNESS).

@@ -49,3 +49,14 @@ install_debs() {
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || absent+=("$p"); done
   apt_install "${absent[@]}"
 }
+
+# wait_until SECONDS INTERVAL MESSAGE COMMAND...: runs COMMAND every INTERVAL seconds until it
+# succeeds; after SECONDS, fails the step with MESSAGE.
+wait_until() {
+  local deadline=$(($(date +%s) + $1)) interval=$2 message=$3
+  shift 3
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "$message"
+    sleep "$interval"
+  done
+}

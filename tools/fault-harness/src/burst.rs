@@ -11,6 +11,7 @@ use clap::Args;
 use tokio::task::JoinSet;
 
 use crate::api::Api;
+use crate::args::ApiArgs;
 use crate::container;
 
 /// Time between two `podman stats` samples.
@@ -18,9 +19,8 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Args)]
 pub(crate) struct BurstArgs {
-    /// The API's published address.
-    #[arg(long)]
-    api_url: String,
+    #[command(flatten)]
+    api: ApiArgs,
     /// The API container, whose memory `podman stats` reports.
     #[arg(long, default_value = "task-api")]
     container: String,
@@ -42,7 +42,7 @@ pub(crate) struct BurstArgs {
 pub(crate) const TIME_CAP: Duration = Duration::from_secs(300);
 
 pub(crate) async fn run(args: BurstArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.api_url)?;
+    let api = Api::new(&args.api.api_url)?;
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (stop, name) = (stop.clone(), args.container.clone());

@@ -161,9 +161,7 @@ pub(crate) fn podman_succeeds(args: &[&str]) -> anyhow::Result<bool> {
 
 /// `podman ARGS`; its trimmed output, or an error carrying what podman said.
 pub(crate) fn podman(args: &[&str]) -> anyhow::Result<String> {
-    let output = podman_command(args)
-        .output()
-        .context("cannot run podman: install it (apt-get install podman)")?;
+    let output = podman_output(args)?;
     if !output.status.success() {
         bail!(
             "podman {} failed: {}",
@@ -172,6 +170,13 @@ pub(crate) fn podman(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// `podman ARGS`, whatever its exit status: for commands whose failure is itself an answer.
+pub(crate) fn podman_output(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    podman_command(args)
+        .output()
+        .context("cannot run podman: install it (apt-get install podman)")
 }
 
 fn podman_command(args: &[&str]) -> Command {

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::api::{Api, CreateOutcome};
+use crate::args::{ApiArgs, DbContainerArgs, DbLoginArgs};
 use crate::container;
 use pg_sandbox::last_lines;
 
@@ -20,9 +21,8 @@ const START_LIMIT: Duration = Duration::from_secs(90);
 
 #[derive(Args)]
 pub(crate) struct DisasterArgs {
-    /// The API's published address.
-    #[arg(long)]
-    api_url: String,
+    #[command(flatten)]
+    api: ApiArgs,
     /// The stack's directory as the README sets it up: compose.yaml, .env, secrets/, backups/
     /// and scripts/.
     #[arg(long)]
@@ -30,13 +30,11 @@ pub(crate) struct DisasterArgs {
     /// The compose program, run in --compose-dir.
     #[arg(long, default_value = "podman-compose")]
     compose: PathBuf,
-    /// The database container, asked with pg_isready whether it is ready.
-    #[arg(long, default_value = "task-db")]
-    db_container: String,
-    #[arg(long, default_value = "taskuser")]
-    db_user: String,
-    #[arg(long, default_value = "taskmanager")]
-    db_name: String,
+    // Asked with pg_isready whether it is ready.
+    #[command(flatten)]
+    db: DbContainerArgs,
+    #[command(flatten)]
+    login: DbLoginArgs,
     /// The container the backup and restore scripts run their commands in.
     #[arg(long, default_value = "task-api-backup")]
     backup_container: String,
@@ -49,7 +47,7 @@ pub(crate) struct DisasterArgs {
 pub(crate) const TIME_CAP: Duration = Duration::from_secs(900);
 
 pub(crate) async fn run(args: DisasterArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.api_url)?;
+    let api = Api::new(&args.api.api_url)?;
     up_and_wait(&args, &api).await?;
     let id = match api
         .create_described(TITLE, "This data MUST survive disaster")
@@ -104,17 +102,17 @@ async fn up_and_wait(args: &DisasterArgs, api: &Api) -> anyhow::Result<()> {
     let started = Instant::now();
     let ready = [
         "exec",
-        &args.db_container,
+        &args.db.db_container,
         "pg_isready",
         "-q",
         "-U",
-        &args.db_user,
+        &args.login.db_user,
         "-d",
-        &args.db_name,
+        &args.login.db_name,
     ];
     while !container::podman_succeeds(&ready)? {
         if started.elapsed() > START_LIMIT {
-            bail!("{} did not become ready", args.db_container);
+            bail!("{} did not become ready", args.db.db_container);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -2,7 +2,6 @@
 //! cluster; faults are signals and pg_ctl.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -200,23 +199,11 @@ fn free_port() -> anyhow::Result<u16> {
 /// If the harness is killed before it cleans up, this stops the API and removes the temporary
 /// directory (the PostgreSQL cluster has a watchdog of its own).
 fn spawn_watchdog(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt;
     let dir = dir.display();
-    let script = format!(
-        "while kill -0 {harness} 2>/dev/null; do sleep 1; done; \
-         [ -d '{dir}' ] || exit 0; \
+    pg_sandbox::spawn_watchdog(&format!(
+        "[ -d '{dir}' ] || exit 0; \
          [ -f '{dir}/api.pid' ] && kill -9 \"$(cat '{dir}/api.pid')\" 2>/dev/null; \
-         rm -rf '{dir}'",
-        harness = std::process::id(),
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own process group: a Ctrl-C meant for the harness leaves it running.
-        .process_group(0)
-        .spawn()
-        .map(drop)
-        .context("cannot start the cleanup watchdog")
+         rm -rf '{dir}'"
+    ))
+    .context("cannot start the API's cleanup watchdog")
 }

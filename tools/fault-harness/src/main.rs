@@ -2,17 +2,33 @@
 //! the database and its network are broken and restored; at the end every acknowledged task
 //! must be there, nothing unexpected, nothing twice, and every outage must have failed fast
 //! and recovered quickly. Beside the fault runs, the container stage's behaviour checks
-//! (`burst`, `sigterm`, `disaster`) live here, so their load and verdicts are code, not shell.
+//! (`burst`, `sigterm`, `disaster`, `kube-drain`) and its verdicts on images, containers and
+//! answers (`image-contract`, `hardening`, `doctor-report`, `compose-stack`, `backup-files`,
+//! `request`) live here, so they are code, not shell.
 
 mod api;
+mod args;
 mod audit;
+mod backup_files;
 mod burst;
+mod compose_stack;
 mod container;
 mod disaster;
+mod doctor_report;
 mod fault;
+mod hardening;
 mod host;
+mod image_contract;
+mod inspect;
+mod kube_drain;
 mod ledger;
 mod load;
+mod mounts;
+mod podman_text;
+mod probes;
+mod proc_status;
+mod request;
+mod secret;
 mod signal;
 mod sigterm;
 mod supervisor;
@@ -25,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::Api;
+use crate::args::{ApiArgs, DbContainerArgs};
 use crate::container::{ContainerOptions, ContainerStack};
 use crate::fault::{Report, Target};
 use crate::host::{HostOptions, HostRig};
@@ -64,13 +81,12 @@ enum Mode {
     /// Works on a running container stack; faults: the database's network cut, the database
     /// paused, kill -9 of the API's process (its restart policy brings it back).
     Container {
-        /// The API's published address.
-        #[arg(long)]
-        api_url: String,
+        #[command(flatten)]
+        api: ApiArgs,
         #[arg(long, default_value = "task-api")]
         api_container: String,
-        #[arg(long, default_value = "task-db")]
-        db_container: String,
+        #[command(flatten)]
+        db: DbContainerArgs,
         /// The network joining the API and the database.
         #[arg(long, default_value = "task-network")]
         network: String,
@@ -89,6 +105,23 @@ enum Mode {
     /// The disaster-recovery exercise on the compose stack: backup, `down -v`, a fresh stack
     /// without the task, restore, the task back under its id.
     Disaster(disaster::DisasterArgs),
+    /// The image's contract: user, port, entrypoint, health check, labels, no secret.
+    ImageContract(image_contract::ImageContractArgs),
+    /// A running container is hardened as the way it was started promises (engine, kernel,
+    /// write and exec probes).
+    Hardening(hardening::HardeningArgs),
+    /// `task-api doctor --json` in a container, judged row by row.
+    DoctorReport(doctor_report::DoctorReportArgs),
+    /// The compose stack: the database isolated, the password only as a file, the volume, the
+    /// backup service.
+    ComposeStack(compose_stack::ComposeStackArgs),
+    /// SIGTERM to the Kubernetes pod's API container: readiness drains, exit 0 inside the grace
+    /// period after the drain delay.
+    KubeDrain(kube_drain::KubeDrainArgs),
+    /// Backups in a directory exist and belong to the service's user.
+    BackupFiles(backup_files::BackupFilesArgs),
+    /// One HTTP request to the API and what its answer must be.
+    Request(request::RequestArgs),
 }
 
 impl Mode {
@@ -99,6 +132,14 @@ impl Mode {
             Self::Burst(_) => burst::TIME_CAP,
             Self::Sigterm(args) => args.time_cap(),
             Self::Disaster(_) => disaster::TIME_CAP,
+            Self::KubeDrain(_) => kube_drain::TIME_CAP,
+            // Inspections and a request or two: podman and the API answer in seconds.
+            Self::ImageContract(_)
+            | Self::Hardening(_)
+            | Self::DoctorReport(_)
+            | Self::ComposeStack(_)
+            | Self::BackupFiles(_)
+            | Self::Request(_) => Duration::from_secs(120),
         }
     }
 }
@@ -179,26 +220,33 @@ async fn run_mode(mode: Mode) -> anyhow::Result<bool> {
             outcome
         }
         Mode::Container {
-            api_url,
+            api,
             api_container,
-            db_container,
+            db,
             network,
             outage,
             run,
         } => {
             let mut stack = ContainerStack::new(ContainerOptions {
                 api_container,
-                db_container,
+                db_container: db.db_container,
                 network,
                 outage,
             })?;
-            let api = Api::new(&api_url)?;
+            let api = Api::new(&api.api_url)?;
             api.wait_ready(Duration::from_secs(60)).await?;
             drive(&mut stack, &api, &run, "container", false).await
         }
         Mode::Burst(args) => burst::run(args).await.map(|()| true),
         Mode::Sigterm(args) => sigterm::run(args).await.map(|()| true),
         Mode::Disaster(args) => disaster::run(args).await.map(|()| true),
+        Mode::ImageContract(args) => image_contract::run(args).map(|()| true),
+        Mode::Hardening(args) => hardening::run(args).map(|()| true),
+        Mode::DoctorReport(args) => doctor_report::run(args).map(|()| true),
+        Mode::ComposeStack(args) => compose_stack::run(args).map(|()| true),
+        Mode::KubeDrain(args) => kube_drain::run(args).await.map(|()| true),
+        Mode::BackupFiles(args) => backup_files::run(args).map(|()| true),
+        Mode::Request(args) => request::run(args).await.map(|()| true),
     }
 }
 

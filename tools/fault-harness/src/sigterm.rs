@@ -11,6 +11,7 @@ use clap::Args;
 use tokio::task::JoinSet;
 
 use crate::api::Api;
+use crate::args::{ApiArgs, DbContainerArgs, DbLoginArgs};
 use crate::container;
 
 /// Every create of this check carries this title, so the database can be asked for them.
@@ -20,19 +21,16 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Args)]
 pub(crate) struct SigtermArgs {
-    /// The API's published address.
-    #[arg(long)]
-    api_url: String,
+    #[command(flatten)]
+    api: ApiArgs,
     /// The API container, stopped with `podman stop`.
     #[arg(long, default_value = "task-api")]
     container: String,
-    /// The PostgreSQL container, asked how many tasks were stored.
-    #[arg(long, default_value = "task-db")]
-    db_container: String,
-    #[arg(long, default_value = "taskuser")]
-    db_user: String,
-    #[arg(long, default_value = "taskmanager")]
-    db_name: String,
+    // Asked with psql how many tasks were stored.
+    #[command(flatten)]
+    db: DbContainerArgs,
+    #[command(flatten)]
+    login: DbLoginArgs,
     /// Clients creating tasks in a loop, each request on a fresh connection.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     clients: u16,
@@ -76,7 +74,7 @@ struct Observed {
 }
 
 pub(crate) async fn run(args: SigtermArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.api_url)?;
+    let api = Api::new(&args.api.api_url)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = JoinSet::new();
     for _ in 0..args.clients {
@@ -122,12 +120,12 @@ pub(crate) async fn run(args: SigtermArgs) -> anyhow::Result<()> {
     let sql = format!("SELECT count(*) FROM tasks WHERE title = '{TITLE}'");
     let stored = container::podman(&[
         "exec",
-        &args.db_container,
+        &args.db.db_container,
         "psql",
         "-U",
-        &args.db_user,
+        &args.login.db_user,
         "-d",
-        &args.db_name,
+        &args.login.db_name,
         "-tAc",
         &sql,
     ])?;

@@ -204,7 +204,7 @@ impl Cluster {
             frozen: Vec::new(),
         };
         // From here on, dropping `cluster` (an early return) removes the directory again.
-        cluster.spawn_watchdog()?;
+        cluster.start_watchdog()?;
         cluster.initdb(&builder.settings)
     }
 
@@ -447,36 +447,23 @@ impl Cluster {
     /// before; continues a frozen server first, which would never act on the stop otherwise.
     /// Uses only sh and awk (field 4 of /proc/PID/stat is the parent: server processes' names
     /// hold no spaces), so it works where procps is not installed.
-    fn spawn_watchdog(&self) -> Result<()> {
-        use std::os::unix::process::CommandExt;
+    fn start_watchdog(&self) -> Result<()> {
         let owner = if running_as_root() {
             "runuser -u postgres -- "
         } else {
             ""
         };
         let data = self.data_dir();
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             [ -d '{root}' ] || exit 0; \
+        spawn_watchdog(&format!(
+            "[ -d '{root}' ] || exit 0; \
              pm=$(head -n 1 '{data}/postmaster.pid' 2>/dev/null); \
              if [ -n \"$pm\" ]; then kill -CONT \"$pm\" \
                $(awk -v pm=\"$pm\" '$4 == pm {{print $1}}' /proc/[0-9]*/stat 2>/dev/null) 2>/dev/null; fi; \
              {owner}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
-            pid = std::process::id(),
             root = self.root.display(),
             data = data.display(),
             pg_ctl = self.bin.join("pg_ctl").display(),
-        );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group: a Ctrl-C meant for this process leaves it running.
-            .process_group(0)
-            .spawn()
-            .map(drop)
-            .map_err(|e| Error(format!("cannot start the cleanup watchdog: {e}")))
+        ))
     }
 }
 
@@ -489,6 +476,26 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Runs the shell script `cleanup` once this process has gone, however it ends (kill -9
+/// included): a detached `sh` polls for this process once a second. Its own process group, so a
+/// Ctrl-C meant for this process leaves it running.
+pub fn spawn_watchdog(cleanup: &str) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}",
+        pid = std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+        .map_err(|e| Error(format!("cannot start the cleanup watchdog: {e}")))
 }
 
 /// The last `n` lines of `text`.
