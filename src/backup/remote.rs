@@ -123,27 +123,28 @@ impl Remote {
         }
     }
 
-    /// The backups under the prefix, newest first (other objects are ignored).
+    /// The backups directly under the prefix, newest first (other objects are ignored).
     pub async fn list(&self) -> Result<Vec<RemoteBackup>, BackupError> {
         let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
-        let listing = self
-            .store
-            .list_with_delimiter(prefix.as_ref())
-            .await
-            .map_err(|e| self.failed("listing failed", &e))?;
-        let mut backups: Vec<RemoteBackup> = listing
-            .objects
-            .into_iter()
-            .filter_map(|object| {
-                let name = object.location.filename()?.to_owned();
-                let taken_at = files::parse_name(&name)?;
-                Some(RemoteBackup {
+        let depth = prefix.as_ref().map_or(0, |p| p.parts().count()) + 1;
+        let mut listing = self.store.list(prefix.as_ref());
+        let mut backups = Vec::new();
+        while let Some(object) = listing.next().await {
+            let object = object.map_err(|e| self.failed("listing failed", &e))?;
+            if object.location.parts().count() != depth {
+                continue;
+            }
+            let Some(name) = object.location.filename().map(str::to_owned) else {
+                continue;
+            };
+            if let Some(taken_at) = files::parse_name(&name) {
+                backups.push(RemoteBackup {
                     name,
                     size: object.size,
                     taken_at,
-                })
-            })
-            .collect();
+                });
+            }
+        }
         backups.sort_by(|a, b| b.taken_at.cmp(&a.taken_at).then(b.name.cmp(&a.name)));
         Ok(backups)
     }
@@ -334,10 +335,7 @@ impl Remote {
     pub async fn delete(&self, name: &str) -> Result<(), DeleteError> {
         match self.store.delete(&self.location(name)).await {
             Ok(()) => Ok(()),
-            Err(
-                e @ (object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }),
-            ) => Err(DeleteError::Refused(describe(&e))),
+            Err(e) if is_refusal(&e) => Err(DeleteError::Refused(describe(&e))),
             Err(e) => Err(DeleteError::Failed(
                 self.failed(&format!("deleting {name} failed"), &e),
             )),
@@ -444,15 +442,36 @@ const CREDENTIAL_CODES: [&str; 5] = [
     "InvalidSecurity",
 ];
 
-/// The `<Code>…</Code>` of an S3 error body quoted in a message.
+/// The S3 error code quoted in a message: `<Code>…</Code>` from an error body, or the
+/// `(code: …)` of a batch delete's per-key error.
 fn s3_code(text: &str) -> Option<String> {
-    let start = text.find("<Code>")? + "<Code>".len();
-    let length = text[start..].find("</Code>")?;
-    let code = &text[start..start + length];
-    code.bytes()
-        .all(|b| b.is_ascii_alphanumeric())
-        .then(|| code.to_owned())
-        .filter(|c| !c.is_empty())
+    let quoted = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let length = text[start..].find(close)?;
+        Some(&text[start..start + length])
+    };
+    let code = quoted("<Code>", "</Code>").or_else(|| quoted("(code: ", ")"))?;
+    (!code.is_empty() && code.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| code.to_owned())
+}
+
+/// Whether the store refused an operation for lack of permission (not a failure to reach it).
+fn is_refusal(error: &object_store::Error) -> bool {
+    matches!(
+        error,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || s3_code(&chain(error)).as_deref() == Some("AccessDenied")
+}
+
+/// An error and all its causes, as one string.
+fn chain(error: &object_store::Error) -> String {
+    let mut whole = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        whole.push(' ');
+        whole.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    whole
 }
 
 #[cfg(test)]
@@ -467,6 +486,11 @@ mod tests {
         assert_eq!(s3_code("no body"), None);
         assert_eq!(s3_code("<Code></Code>"), None);
         assert_eq!(s3_code("<Code>a b</Code>"), None);
+        assert_eq!(
+            s3_code("DeleteObjects request failed for key k: Access Denied (code: AccessDenied)")
+                .as_deref(),
+            Some("AccessDenied")
+        );
     }
 
     #[test]

@@ -50,6 +50,7 @@ mod idempotency;
 mod majors;
 mod metrics;
 mod migrations;
+mod moto;
 mod operations;
 mod outage;
 mod pool;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::backups::big_sqlite;
+use crate::moto::Moto;
 use crate::process::{Output, run};
 use crate::s3::{S3Server, slow_relay};
 
@@ -430,4 +431,73 @@ async fn remote_retention_deletes_what_the_policy_drops_and_never_overwrites() {
         out.stderr
     );
     assert_eq!(std::fs::read(&impostor).unwrap(), b"not that backup");
+}
+
+#[tokio::test]
+async fn a_write_only_backup_job_still_backs_up_and_its_prune_reports_what_it_could_not_delete() {
+    let moto = Moto::start().await;
+    let writer = moto.env(&moto.writer);
+    let dir = tempfile::tempdir().unwrap();
+    big_sqlite(dir.path(), 10).await;
+    for _ in 0..3 {
+        let out = run(
+            dir.path(),
+            &["backup"],
+            &with(&writer, &[("BACKUP_DIR", "backups")]),
+        )
+        .await;
+        succeeded(&out, "backup with write-only keys");
+        assert!(out.stdout.contains("read back: sha256"), "{}", out.stdout);
+    }
+    let prune = [
+        "backups",
+        "prune",
+        "--remote",
+        "--keep-last",
+        "1",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+    ];
+    let out = run(dir.path(), &prune, &with(&writer, &[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    let refused: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("NOT deleted "))
+        .collect();
+    assert_eq!(refused.len(), 2, "{}", out.stdout);
+    assert!(
+        refused.iter().all(|l| l.contains("AccessDenied")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("kept 1, deleted 0, refused 2"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("refused to delete 2 backups"),
+        "{}",
+        out.stderr
+    );
+    let list = run(
+        dir.path(),
+        &["backups", "list", "--remote"],
+        &with(&writer, &[]),
+    )
+    .await;
+    assert_eq!(remote_names(&list.stdout).len(), 3, "{}", list.stdout);
+
+    // The store's own check, not ours, refused: keys that may delete apply the same policy.
+    let admin = moto.env(&moto.admin);
+    let out = run(dir.path(), &prune, &with(&admin, &[])).await;
+    succeeded(&out, "prune with keys that may delete");
+    assert!(
+        out.stdout.contains("kept 1, deleted 2, refused 0"),
+        "{}",
+        out.stdout
+    );
 }

@@ -66,3 +66,33 @@ fn is_root() -> bool {
         .output()
         .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
 }
+
+/// Makes sure a Debian package with no command of its own (such as `python3-venv`) is installed.
+pub(crate) fn require_package(package: &str) {
+    let _one_at_a_time = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let installed = || {
+        Command::new("dpkg")
+            .args(["-s", package])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if installed() {
+        return;
+    }
+    let hint = format!("apt-get install {package}");
+    assert!(
+        is_root() && on_path("apt-get"),
+        "this test needs {package}: {hint}"
+    );
+    eprintln!("installing what the test needs: {hint}");
+    if !apt_install(&[package]) {
+        let _ = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        assert!(apt_install(&[package]), "{hint} failed");
+    }
+    assert!(installed(), "{hint} did not install it");
+}
