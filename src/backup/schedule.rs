@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::BackupOutcome;
+use super::{BackupOutcome, Recipients};
 use crate::config::{RetentionPolicy, Schedule};
 use crate::storage::Database;
 use crate::telemetry::error_chain;
@@ -29,11 +29,13 @@ impl RunObserver for LogOnly {
     fn failed(&self) {}
 }
 
-/// Runs backups on `schedule` until `shutdown` completes. A run in progress at shutdown is
-/// abandoned; its partial file is removed, never published.
+/// Runs backups on `schedule` until `shutdown` completes, each encrypted to `encrypt_to` if
+/// given. A run in progress at shutdown is abandoned; its partial file is removed, never
+/// published.
 pub async fn run(
     db: Database,
     dir: PathBuf,
+    encrypt_to: Option<Recipients>,
     schedule: Schedule,
     policy: RetentionPolicy,
     observer: &dyn RunObserver,
@@ -58,7 +60,7 @@ pub async fn run(
             () = &mut shutdown => return,
         }
         tokio::select! {
-            succeeded = run_once(&db, &dir, policy, observer) => {
+            succeeded = run_once(&db, &dir, encrypt_to.as_ref(), policy, observer) => {
                 retry_at = (!succeeded).then(|| {
                     Utc::now() + TimeDelta::from_std(retry_delay).unwrap_or(TimeDelta::MAX)
                 });
@@ -72,24 +74,27 @@ pub async fn run(
 }
 
 /// One scheduled backup and the prune after it, with its outcome logged and reported;
-/// true when the backup succeeded.
+/// true when the backup succeeded. The prune needs no key: encrypted backups with an intact
+/// header count as good.
 pub async fn run_once(
     db: &Database,
     dir: &std::path::Path,
+    encrypt_to: Option<&Recipients>,
     policy: RetentionPolicy,
     observer: &dyn RunObserver,
 ) -> bool {
-    match super::create(db, dir).await {
+    match super::create(db, dir, encrypt_to).await {
         Ok(outcome) => {
             observer.succeeded(&outcome);
             tracing::info!(
                 file = %outcome.path.display(),
                 rows = outcome.rows,
+                encrypted = encrypt_to.is_some(),
                 bytes = outcome.size,
                 duration_ms = outcome.duration.as_millis() as u64,
                 "backup succeeded"
             );
-            match super::prune(dir, policy, false).await {
+            match super::prune(dir, policy, false, None).await {
                 Ok(pruned) => tracing::info!(
                     kept = pruned.kept.len(),
                     deleted = pruned.deleted.len(),

@@ -8,7 +8,7 @@ use indicatif::{HumanBytes, HumanDuration};
 
 use super::{BackupArgs, BackupsCommand, CliError, RestoreArgs};
 use crate::backup::schedule::{self, LogOnly};
-use crate::backup::{self, BackupError};
+use crate::backup::{self, BackupError, Identities, Recipients, Verification};
 use crate::config::{DatabaseSettings, RetentionPolicy, Schedule};
 use crate::startup;
 use crate::storage::{Database, password_reload};
@@ -22,8 +22,13 @@ fn connect(settings: &DatabaseSettings) -> Result<Database, CliError> {
     Database::connect_lazy(settings).map_err(|e| failed(&e))
 }
 
-/// `task-api backup`: one backup, or a scheduler with `--every`/`--at`.
-pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Result<(), CliError> {
+/// `task-api backup`: one backup, or a scheduler with `--every`/`--at`; encrypted to
+/// `encrypt_to` if given.
+pub(super) async fn backup(
+    settings: DatabaseSettings,
+    args: BackupArgs,
+    encrypt_to: Option<Recipients>,
+) -> Result<(), CliError> {
     let db = connect(&settings)?;
     let dir = args.dir.backup_dir;
     // `backup` is one-shot unless its own flags say otherwise: BACKUP_EVERY in a shared
@@ -39,11 +44,13 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
             backup_dir = %dir.display(),
             every = ?schedule.every,
             at = ?schedule.daily_at,
+            encrypted = encrypt_to.is_some(),
             "backup scheduler started"
         );
         let scheduler = schedule::run(
             db.clone(),
             dir,
+            encrypt_to,
             schedule,
             args.retention.into(),
             &LogOnly,
@@ -64,11 +71,18 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
         tracing::info!("backup scheduler stopped");
         return Ok(());
     }
-    let outcome = backup::create(&db, &dir).await;
+    let outcome = backup::create(&db, &dir, encrypt_to.as_ref()).await;
     db.close().await;
     let outcome = outcome.map_err(|e| failed(&e))?;
     let kept = backup::list_names(&dir).map_err(|e| failed(&e))?;
     println!("backup written: {}", outcome.path.display());
+    if let Some(recipients) = &encrypt_to {
+        println!(
+            "  encrypted with age for {} recipient(s) in {}",
+            recipients.len(),
+            recipients.path().display()
+        );
+    }
     println!(
         "  tasks: {}  size: {}  duration: {:.2} s  backups in {}: {}",
         outcome.rows,
@@ -80,14 +94,18 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
     Ok(())
 }
 
-/// `task-api restore FILE|--latest [--force]`.
-pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Result<(), CliError> {
+/// `task-api restore FILE|--latest [--force]`; an encrypted backup needs `identities`.
+pub(super) async fn restore(
+    settings: DatabaseSettings,
+    args: RestoreArgs,
+    identities: Option<Identities>,
+) -> Result<(), CliError> {
     let path = match args.file {
         Some(file) => file,
         None => backup::latest(&args.dir.backup_dir).map_err(|e| failed(&e))?,
     };
     let db = connect(&settings)?;
-    let outcome = backup::restore(&db, &path, args.force).await;
+    let outcome = backup::restore(&db, &path, args.force, identities.as_ref()).await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -135,21 +153,51 @@ pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Re
 /// `task-api backups list|verify|prune`.
 pub(super) async fn backups(command: BackupsCommand) -> Result<(), CliError> {
     match command {
-        BackupsCommand::List { dir } => list(&dir.backup_dir).await,
+        BackupsCommand::List { dir, identity } => {
+            list(&dir.backup_dir, identity.load()?.as_ref()).await
+        }
         BackupsCommand::Verify {
-            file: Some(file), ..
-        } => verify_one(&file).await,
-        BackupsCommand::Verify { file: None, dir } => verify_all(&dir.backup_dir).await,
+            file: Some(file),
+            identity,
+            ..
+        } => verify_one(&file, identity.load()?.as_ref()).await,
+        BackupsCommand::Verify {
+            file: None,
+            dir,
+            identity,
+        } => verify_all(&dir.backup_dir, identity.load()?.as_ref()).await,
         BackupsCommand::Prune {
             dir,
+            identity,
             retention,
             dry_run,
-        } => prune(&dir.backup_dir, retention.into(), dry_run).await,
+        } => {
+            let identities = identity.load()?;
+            prune(
+                &dir.backup_dir,
+                retention.into(),
+                dry_run,
+                identities.as_ref(),
+            )
+            .await
+        }
     }
 }
 
-async fn list(dir: &Path) -> Result<(), CliError> {
-    let backups = backup::list(dir).await.map_err(|e| failed(&e))?;
+/// What a header-only check could and could not establish, for a human.
+fn header_only(envelope: &backup::Envelope) -> String {
+    format!(
+        "encrypted for {} recipient(s): age header intact, size {}; contents not checked: \
+         BACKUP_IDENTITY_FILE not given",
+        envelope.recipients,
+        HumanBytes(envelope.size)
+    )
+}
+
+async fn list(dir: &Path, identities: Option<&Identities>) -> Result<(), CliError> {
+    let backups = backup::list(dir, identities)
+        .await
+        .map_err(|e| failed(&e))?;
     if backups.is_empty() {
         println!("no backups in {}", dir.display());
         return Ok(());
@@ -162,7 +210,15 @@ async fn list(dir: &Path) -> Result<(), CliError> {
     for (file, verified) in backups {
         let age = (now - file.taken_at).to_std().unwrap_or_default();
         let (tasks, status) = match &verified {
-            Ok(v) => (v.trailer.rows.to_string(), "verified".to_owned()),
+            Ok(Verification::Full(v)) if v.envelope.is_some() => {
+                (v.trailer.rows.to_string(), "verified, encrypted".to_owned())
+            }
+            Ok(Verification::Full(v)) => (v.trailer.rows.to_string(), "verified".to_owned()),
+            Ok(Verification::HeaderOnly(_)) => (
+                "?".to_owned(),
+                "encrypted: header intact, contents not checked (no BACKUP_IDENTITY_FILE)"
+                    .to_owned(),
+            ),
             Err(e) => ("?".to_owned(), format!("BAD: {}", reason(e))),
         };
         println!(
@@ -186,26 +242,59 @@ fn reason(error: &BackupError) -> String {
     }
 }
 
-async fn verify_one(file: &Path) -> Result<(), CliError> {
-    let verified = backup::verify(file).await.map_err(|e| failed(&e))?;
-    println!(
-        "ok {}: {} tasks, sha256 {}",
-        file.display(),
-        verified.trailer.rows,
-        verified.trailer.sha256
-    );
+/// ", decrypted" after a full check of an encrypted backup.
+fn decrypted(verified: &backup::Verified) -> &'static str {
+    if verified.envelope.is_some() {
+        ", decrypted"
+    } else {
+        ""
+    }
+}
+
+async fn verify_one(file: &Path, identities: Option<&Identities>) -> Result<(), CliError> {
+    let verification = backup::verify(file, identities)
+        .await
+        .map_err(|e| failed(&e))?;
+    match verification {
+        Verification::Full(verified) => println!(
+            "ok {}: {} tasks, sha256 {}{}",
+            file.display(),
+            verified.trailer.rows,
+            verified.trailer.sha256,
+            decrypted(&verified)
+        ),
+        Verification::HeaderOnly(envelope) => {
+            println!(
+                "partly checked {}: {}",
+                file.display(),
+                header_only(&envelope)
+            );
+        }
+    }
     Ok(())
 }
 
-async fn verify_all(dir: &Path) -> Result<(), CliError> {
-    let backups = backup::list(dir).await.map_err(|e| failed(&e))?;
+async fn verify_all(dir: &Path, identities: Option<&Identities>) -> Result<(), CliError> {
+    let backups = backup::list(dir, identities)
+        .await
+        .map_err(|e| failed(&e))?;
     if backups.is_empty() {
         return Err(failed(&BackupError::NoBackups(dir.to_owned())));
     }
     let mut bad = 0;
     for (file, verified) in &backups {
         match verified {
-            Ok(v) => println!("ok  {}: {} tasks", file.name, v.trailer.rows),
+            Ok(Verification::Full(v)) => {
+                println!(
+                    "ok  {}: {} tasks{}",
+                    file.name,
+                    v.trailer.rows,
+                    decrypted(v)
+                );
+            }
+            Ok(Verification::HeaderOnly(envelope)) => {
+                println!("partly checked {}: {}", file.name, header_only(envelope));
+            }
             Err(e) => {
                 bad += 1;
                 println!("BAD {}: {}", file.name, reason(e));
@@ -221,8 +310,13 @@ async fn verify_all(dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn prune(dir: &Path, policy: RetentionPolicy, dry_run: bool) -> Result<(), CliError> {
-    let outcome = backup::prune(dir, policy, dry_run)
+async fn prune(
+    dir: &Path,
+    policy: RetentionPolicy,
+    dry_run: bool,
+    identities: Option<&Identities>,
+) -> Result<(), CliError> {
+    let outcome = backup::prune(dir, policy, dry_run, identities)
         .await
         .map_err(|e| failed(&e))?;
     let verb = if dry_run { "would delete" } else { "deleted" };
@@ -251,10 +345,22 @@ async fn prune(dir: &Path, policy: RetentionPolicy, dry_run: bool) -> Result<(),
     Ok(())
 }
 
-/// `task-api drill`.
-pub(super) async fn drill(settings: DatabaseSettings, dir: PathBuf) -> Result<(), CliError> {
+/// `task-api drill`; encrypted to `encrypt_to` and read back with `identities` if given.
+pub(super) async fn drill(
+    settings: DatabaseSettings,
+    dir: PathBuf,
+    encrypt_to: Option<Recipients>,
+    identities: Option<Identities>,
+) -> Result<(), CliError> {
     let db = connect(&settings)?;
-    let report = backup::drill(&settings, &db, &dir).await;
+    let report = backup::drill(
+        &settings,
+        &db,
+        &dir,
+        encrypt_to.as_ref(),
+        identities.as_ref(),
+    )
+    .await;
     db.close().await;
     let report = report.map_err(|e| failed(&e))?;
     println!("disaster-recovery drill on {}", settings.database);

@@ -212,6 +212,7 @@ mod tests {
             name: "taskmanager_backup_20261125_120000.jsonl.zst".into(),
             size: 1 << 20,
             taken_at,
+            encrypted: false,
         }
     }
 

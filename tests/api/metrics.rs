@@ -60,7 +60,16 @@ async fn scrape_until(app: &TestApp, done: impl Fn(&Exposition) -> bool) -> Expo
 /// metrics.
 async fn back_up(app: &TestApp, dir: &Path) {
     let observer = app.state.metrics().backup();
-    assert!(run_once(app.state.db(), dir, RetentionPolicy::default(), observer).await);
+    assert!(
+        run_once(
+            app.state.db(),
+            dir,
+            None,
+            RetentionPolicy::default(),
+            observer
+        )
+        .await
+    );
 }
 
 /// The API's own count of tasks with `status`.
