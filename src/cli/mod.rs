@@ -99,12 +99,15 @@ enum Command {
     mut_arg("backup_every", |a| a.help("The backup interval of this deployment's own scheduler, if it runs one (as `serve`)")),
     mut_arg("backup_at", |a| a.help("The daily backup time of this deployment's own scheduler, if it runs one (as `serve`)")),
     mut_arg("api_tokens_file", |a| a.help("The API token file `serve` reads; the api_auth row checks it loads")),
+    mut_arg("encrypt_to", |a| a.help("The age recipients file backups are encrypted to; the backup_encryption row checks it loads")),
 )]
 struct DoctorArgs {
     #[command(flatten)]
     db: DatabaseArgs,
     #[command(flatten)]
     dir: BackupDirArgs,
+    #[command(flatten)]
+    encrypt_to: EncryptToArgs,
     /// The schedule `serve` runs backups on, if it does.
     #[command(flatten)]
     schedule: ScheduleArgs,
