@@ -336,15 +336,28 @@ async fn prune_without_the_identity_applies_retention_to_encrypted_backups() {
     );
 }
 
-/// The reference `age` tool (Debian's `age` package) decrypts a task-api backup, and task-api
-/// restores a backup the tool encrypted, with keys from `age-keygen`.
+/// The commands of docs/backup-format.md's age section, run as written with the reference
+/// `age` tool (Debian's `age` package): its keys encrypt our backups, it decrypts them, and
+/// task-api restores a backup the tool encrypted.
 #[tokio::test]
 async fn the_age_tool_reads_our_backups_and_we_read_its_files() {
+    let doc = include_str!("../../docs/backup-format.md");
+    let commands: Vec<&str> = doc
+        .split("## Reading an encrypted backup with the age tool")
+        .nth(1)
+        .expect("section missing")
+        .lines()
+        .skip_while(|l| !l.starts_with("```sh"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert_eq!(commands.len(), 4, "{commands:?}");
     crate::tools::require(&[("age", "age"), ("age-keygen", "age"), ("zstd", "zstd")]);
     let dir = tempfile::tempdir().unwrap();
     let sh = |script: &str| {
-        let out = std::process::Command::new("sh")
-            .args(["-c", script])
+        let out = std::process::Command::new("bash")
+            // No pipefail: `zstd | head` may end zstd with SIGPIPE, as intended.
+            .args(["-c", &format!("set -e; {script}")])
             .current_dir(dir.path())
             .output()
             .unwrap();
@@ -355,7 +368,8 @@ async fn the_age_tool_reads_our_backups_and_we_read_its_files() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    sh("age-keygen -o key.txt 2>/dev/null && age-keygen -y key.txt > recipients.txt");
+    sh(commands[0]);
+    sh(commands[1]);
     big_sqlite(dir.path(), 100).await;
     let envs = [
         ("BACKUP_DIR", "backups"),
@@ -363,11 +377,13 @@ async fn the_age_tool_reads_our_backups_and_we_read_its_files() {
     ];
     let out = run(dir.path(), &["backup"], &envs).await;
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let names = files_in(&dir.path().join("backups"));
+    let file = format!("backups/{}", names[0]);
 
-    let header = sh("age -d -i key.txt backups/*.jsonl.zst.age | zstd -dc | head -n 1");
-    let header: Value = serde_json::from_str(&header).unwrap();
+    let header: Value = serde_json::from_str(&sh(&commands[2].replace("FILE", &file))).unwrap();
     assert_eq!(header["format"], "task-api-backup");
-    let trailer = sh("age -d -i key.txt backups/*.jsonl.zst.age | zstd -dc | tail -n 1");
+    sh(&commands[3].replace("FILE", &file));
+    let trailer = sh("zstd -dc decrypted.jsonl.zst | tail -n 1");
     assert!(
         trailer.starts_with("{\"trailer\":{\"rows\":100,"),
         "{trailer}"
