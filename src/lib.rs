@@ -6,6 +6,7 @@
 //! - [`config`]: settings from the environment, parsed once into typed values;
 //! - `doctor`: the security and readiness self-check (`task-api doctor`);
 //! - [`domain`]: validated task types, the only input storage accepts;
+//! - [`encryption`]: age keys and streams for backups encrypted at rest;
 //! - [`storage`]: the database boundary, PostgreSQL or SQLite behind one type;
 //! - [`http`]: routes, middleware, the wire format and the one API error type;
 //! - [`metrics`]: the Prometheus registry, its collectors and the background task counts;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 mod doctor;
 pub mod domain;
+pub mod encryption;
 mod healthcheck;
 pub mod http;
 pub mod metrics;

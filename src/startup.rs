@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backup;
 use crate::backup::pre_migration::{self, PreMigrationError};
+use crate::backup::{self, Recipients};
 use crate::config::{Config, DatabaseConfig};
 use crate::http::{self, AppState};
 use crate::serve;
@@ -108,7 +108,7 @@ impl Application {
             config.migrate_on_start,
             config
                 .backup_before_migrate
-                .then(|| config.backup_dir.clone()),
+                .then(|| (config.backup_dir.clone(), config.backup_encrypt_to.clone())),
         )) as BackgroundJob);
         if let Some(watch) = password_reload::watch(state.db(), &config.db) {
             run_in_background(Box::pin(watch));
@@ -124,16 +124,17 @@ impl Application {
         }));
         if config.backup_schedule.is_enabled() {
             let state = state.clone();
-            let (dir, schedule, policy) = (
-                config.backup_dir.clone(),
-                config.backup_schedule,
-                config.retention,
-            );
-            let remote = config
-                .backup_remote
-                .as_ref()
-                .map(backup::remote::Remote::new)
-                .transpose()?;
+            let schedule = config.backup_schedule;
+            let destination = backup::schedule::Destination {
+                dir: config.backup_dir.clone(),
+                encrypt_to: config.backup_encrypt_to.clone(),
+                policy: config.retention,
+                remote: config
+                    .backup_remote
+                    .as_ref()
+                    .map(backup::remote::Remote::new)
+                    .transpose()?,
+            };
             let stopped = stop_serving.clone();
             run_in_background(Box::pin(async move {
                 // Backing up a database whose schema is not ready would only fail.
@@ -141,10 +142,8 @@ impl Application {
                 let observer = state.metrics().backup().clone();
                 backup::schedule::run(
                     state.db().clone(),
-                    dir,
+                    destination,
                     schedule,
-                    policy,
-                    remote,
                     &observer,
                     stopped.cancelled_owned(),
                 )
@@ -201,18 +200,24 @@ async fn drain_on(
 }
 
 /// Brings the schema up to date (or, with migrations disabled, waits until someone does),
-/// retrying with backoff while the database is unreachable. With `backup_dir`, pending
-/// migrations meet a database holding tasks only after a backup into it succeeded; until then
-/// the service stays not ready.
-async fn prepare_schema(state: AppState, migrate: bool, backup_dir: Option<PathBuf>) {
+/// retrying with backoff while the database is unreachable. With `backup_to` (a directory and
+/// the keys to encrypt to, if any), pending migrations meet a database holding tasks only after
+/// a backup into it succeeded; until then the service stays not ready.
+async fn prepare_schema(
+    state: AppState,
+    migrate: bool,
+    backup_to: Option<(PathBuf, Option<Recipients>)>,
+) {
     let db = state.db();
     let mut delay = Duration::from_millis(100);
     let mut backed_up = false;
     loop {
         let attempt = async {
             if migrate {
-                if let (Some(dir), false) = (&backup_dir, backed_up) {
-                    backed_up = pre_migration::backup_if_needed(db, dir).await?.is_some();
+                if let (Some((dir, encrypt_to)), false) = (&backup_to, backed_up) {
+                    backed_up = pre_migration::backup_if_needed(db, dir, encrypt_to.as_ref())
+                        .await?
+                        .is_some();
                 }
                 db.migrate().await?;
             }
@@ -285,6 +290,7 @@ fn log_effective_config(config: &Config, addr: Option<SocketAddr>) {
         db_acquire_timeout = ?config.db.pool.acquire_timeout,
         db_statement_timeout = ?config.db.pool.statement_timeout,
         backup_dir = %config.backup_dir.display(),
+        backup_encrypted = config.backup_encrypt_to.is_some(),
         backup_every = ?config.backup_schedule.every,
         backup_at = ?config.backup_schedule.daily_at,
         migrate_on_start = config.migrate_on_start,

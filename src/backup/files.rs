@@ -14,6 +14,8 @@ use super::BackupError;
 
 pub const PREFIX: &str = "taskmanager_backup_";
 pub const EXTENSION: &str = ".jsonl.zst";
+/// An encrypted backup: the same name, the age layer's extension added.
+pub const ENCRYPTED_EXTENSION: &str = ".jsonl.zst.age";
 const PARTIAL: &str = ".partial";
 /// A partial file untouched this long belongs to a backup that died.
 const STALE_PARTIAL_AGE: Duration = Duration::from_secs(3600);
@@ -26,11 +28,18 @@ pub struct BackupFile {
     pub size: u64,
     /// When it was taken, from its name (UTC).
     pub taken_at: DateTime<Utc>,
+    /// Named as encrypted (`.jsonl.zst.age`).
+    pub encrypted: bool,
 }
 
-/// `taskmanager_backup_YYYYMMDD_HHMMSS[_N].jsonl.zst` → the time in it.
-pub(super) fn parse_name(name: &str) -> Option<DateTime<Utc>> {
-    let stem = name.strip_prefix(PREFIX)?.strip_suffix(EXTENSION)?;
+/// `taskmanager_backup_YYYYMMDD_HHMMSS[_N].jsonl.zst[.age]` → the time in it, and whether the
+/// name is an encrypted backup's.
+pub(super) fn parse_name(name: &str) -> Option<(DateTime<Utc>, bool)> {
+    let name = name.strip_prefix(PREFIX)?;
+    let (stem, encrypted) = match name.strip_suffix(ENCRYPTED_EXTENSION) {
+        Some(stem) => (stem, true),
+        None => (name.strip_suffix(EXTENSION)?, false),
+    };
     let (stamp, rest) = stem.split_at_checked(15)?;
     if !(rest.is_empty()
         || rest
@@ -41,23 +50,28 @@ pub(super) fn parse_name(name: &str) -> Option<DateTime<Utc>> {
     }
     NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S")
         .ok()
-        .map(|t| t.and_utc())
+        .map(|t| (t.and_utc(), encrypted))
 }
 
-fn name_for(taken_at: DateTime<Utc>, attempt: u32) -> String {
+fn name_for(taken_at: DateTime<Utc>, attempt: u32, encrypted: bool) -> String {
     let stamp = taken_at.format("%Y%m%d_%H%M%S");
-    if attempt == 0 {
-        format!("{PREFIX}{stamp}{EXTENSION}")
+    let extension = if encrypted {
+        ENCRYPTED_EXTENSION
     } else {
-        format!("{PREFIX}{stamp}_{attempt}{EXTENSION}")
+        EXTENSION
+    };
+    if attempt == 0 {
+        format!("{PREFIX}{stamp}{extension}")
+    } else {
+        format!("{PREFIX}{stamp}_{attempt}{extension}")
     }
 }
 
 /// The hidden name a backup is written under until it is complete.
-pub(super) fn partial_path(dir: &Path, taken_at: DateTime<Utc>) -> PathBuf {
+pub(super) fn partial_path(dir: &Path, taken_at: DateTime<Utc>, encrypted: bool) -> PathBuf {
     dir.join(format!(
         ".{}.{}{PARTIAL}",
-        name_for(taken_at, 0),
+        name_for(taken_at, 0, encrypted),
         std::process::id()
     ))
 }
@@ -68,9 +82,14 @@ pub(super) fn publish(
     partial: &Path,
     dir: &Path,
     taken_at: DateTime<Utc>,
+    encrypted: bool,
 ) -> Result<PathBuf, BackupError> {
     for attempt in 0..1000 {
-        let target = dir.join(name_for(taken_at, attempt));
+        // One time and counter names one backup, encrypted or not.
+        if dir.join(name_for(taken_at, attempt, !encrypted)).exists() {
+            continue;
+        }
+        let target = dir.join(name_for(taken_at, attempt, encrypted));
         // A hard link fails if the name exists: two backups in one second cannot collide.
         match fs::hard_link(partial, &target) {
             Ok(()) => {
@@ -121,7 +140,7 @@ pub(super) fn list(dir: &Path) -> Result<Vec<BackupFile>, BackupError> {
     for entry in entries {
         let entry = entry.map_err(|e| BackupError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(taken_at) = parse_name(&name) else {
+        let Some((taken_at, encrypted)) = parse_name(&name) else {
             continue;
         };
         let meta = entry
@@ -133,6 +152,7 @@ pub(super) fn list(dir: &Path) -> Result<Vec<BackupFile>, BackupError> {
                 name,
                 size: meta.len(),
                 taken_at,
+                encrypted,
             });
         }
     }
@@ -173,11 +193,19 @@ mod tests {
 
     #[test]
     fn names_carry_the_time_and_an_optional_counter() {
-        let t = parse_name("taskmanager_backup_20261125_193000.jsonl.zst").unwrap();
+        let (t, encrypted) = parse_name("taskmanager_backup_20261125_193000.jsonl.zst").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-25T19:30:00+00:00");
+        assert!(!encrypted);
         assert!(parse_name("taskmanager_backup_20261125_193000_2.jsonl.zst").is_some());
+        assert_eq!(
+            parse_name("taskmanager_backup_20261125_193000_2.jsonl.zst.age"),
+            Some((t, true))
+        );
         for other in [
             ".taskmanager_backup_20261125_193000.jsonl.zst.1.partial",
+            ".taskmanager_backup_20261125_193000.jsonl.zst.age.1.partial",
+            "taskmanager_backup_20261125_193000.jsonl.zst.age.bak",
+            "taskmanager_backup_20261125_193000.jsonl.age",
             "taskmanager_backup_20261125_193000.sql",
             "taskmanager_backup_2026112_193000.jsonl.zst",
             "taskmanager_backup_20261125_193000_x.jsonl.zst",
@@ -185,6 +213,33 @@ mod tests {
         ] {
             assert!(parse_name(other).is_none(), "{other}");
         }
-        assert_eq!(parse_name(&name_for(t, 3)), Some(t));
+        assert_eq!(parse_name(&name_for(t, 3, false)), Some((t, false)));
+        assert_eq!(parse_name(&name_for(t, 3, true)), Some((t, true)));
+    }
+
+    #[test]
+    fn an_encrypted_and_a_plain_backup_never_share_a_time_and_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = parse_name("taskmanager_backup_20261125_193000.jsonl.zst")
+            .unwrap()
+            .0;
+        let publish_one = |encrypted| {
+            let partial = partial_path(dir.path(), t, encrypted);
+            fs::write(&partial, b"x").unwrap();
+            publish(&partial, dir.path(), t, encrypted).unwrap()
+        };
+        let names: Vec<String> = [false, true, true]
+            .into_iter()
+            .map(publish_one)
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "taskmanager_backup_20261125_193000.jsonl.zst",
+                "taskmanager_backup_20261125_193000_1.jsonl.zst.age",
+                "taskmanager_backup_20261125_193000_2.jsonl.zst.age",
+            ]
+        );
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! A zstd-compressed stream (frame checksum on) of JSON lines: one header object, one object
 //! per task in id order, one trailer object holding the row count, the highest id ever handed
-//! out, and the SHA-256 of every uncompressed byte before the trailer line.
+//! out, and the SHA-256 of every uncompressed byte before the trailer line. With recipients,
+//! the whole zstd stream is encrypted with age on its way to the file, and decrypted on its
+//! way back.
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -16,6 +18,7 @@ pub(super) use sha2::Sha256;
 
 use super::BackupError;
 use crate::domain::{Task, TaskDescription, TaskId, TaskStatus, TaskTitle};
+use crate::encryption::{self, Identities, Recipients};
 
 pub(super) const FORMAT_NAME: &str = "task-api-backup";
 /// Bumped on any change an older reader could not read correctly.
@@ -98,18 +101,26 @@ fn timestamp(t: DateTime<Utc>) -> String {
 /// Writes a backup to `path` (a temporary name: the caller renames it once complete).
 pub(super) struct Writer {
     path: PathBuf,
-    encoder: zstd::Encoder<'static, BufWriter<File>>,
+    encoder: zstd::Encoder<'static, Sink>,
     hasher: Sha256,
     rows: u64,
     line: Vec<u8>,
 }
 
 impl Writer {
-    pub(super) fn create(path: &Path, header: &Header) -> Result<Self, BackupError> {
+    /// Starts the file with `header`; encrypted to `encrypt_to` when given.
+    pub(super) fn create(
+        path: &Path,
+        header: &Header,
+        encrypt_to: Option<&Recipients>,
+    ) -> Result<Self, BackupError> {
         let io = |source| BackupError::io(path, source);
-        let file = File::create(path).map_err(io)?;
-        let mut encoder =
-            zstd::Encoder::new(BufWriter::with_capacity(1 << 16, file), ZSTD_LEVEL).map_err(io)?;
+        let file = BufWriter::with_capacity(1 << 16, File::create(path).map_err(io)?);
+        let sink = match encrypt_to {
+            Some(recipients) => Sink::Encrypted(recipients.encrypt(file).map_err(io)?),
+            None => Sink::Plain(file),
+        };
+        let mut encoder = zstd::Encoder::new(sink, ZSTD_LEVEL).map_err(io)?;
         encoder.include_checksum(true).map_err(io)?;
         let mut writer = Self {
             path: path.to_owned(),
@@ -165,17 +176,94 @@ impl Writer {
         self.line.push(b'\n');
         let io = |source| BackupError::io(&self.path, source);
         self.encoder.write_all(&self.line).map_err(io)?;
-        let buffered = self.encoder.finish().map_err(io)?;
-        let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
+        let sink = self.encoder.finish().map_err(io)?;
+        sink.finish().and_then(|file| file.sync_all()).map_err(io)?;
         Ok(trailer)
+    }
+}
+
+/// What the zstd stream is written into: the file itself, or an age stream into it.
+enum Sink {
+    Plain(BufWriter<File>),
+    Encrypted(age::stream::StreamWriter<BufWriter<File>>),
+}
+
+impl Sink {
+    /// Ends the age stream (its last chunk is marked as last: a cut file is detected) and
+    /// flushes everything into the file.
+    fn finish(self) -> io::Result<File> {
+        let buffered = match self {
+            Self::Plain(buffered) => buffered,
+            Self::Encrypted(stream) => stream.finish()?,
+        };
+        buffered
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(bytes),
+            Self::Encrypted(w) => w.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Encrypted(w) => w.flush(),
+        }
+    }
+}
+
+/// What the zstd stream is read from: the file itself, or the plaintext of an age file.
+enum Source {
+    Plain(File),
+    Decrypted(age::stream::StreamReader<BufReader<File>>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(r) => r.read(buf),
+            Self::Decrypted(r) => r.read(buf),
+        }
+    }
+}
+
+impl Source {
+    /// The file's content as zstd data: decrypted when it is an age file, for which
+    /// `identities` are needed.
+    fn open(
+        mut file: File,
+        path: &Path,
+        identities: Option<&Identities>,
+    ) -> Result<Self, BackupError> {
+        if !encryption::is_encrypted(&mut file).map_err(|e| BackupError::io(path, e))? {
+            return Ok(Self::Plain(file));
+        }
+        let identities = identities.ok_or_else(|| BackupError::NoIdentity(path.to_owned()))?;
+        match identities.decrypt(BufReader::new(file)) {
+            Ok(plaintext) => Ok(Self::Decrypted(plaintext)),
+            Err(age::DecryptError::NoMatchingKeys) => Err(BackupError::WrongIdentity {
+                path: path.to_owned(),
+                identity_file: identities.path().to_owned(),
+            }),
+            Err(age::DecryptError::Io(e)) => Err(BackupError::io(path, e)),
+            Err(e) => Err(BackupError::Corrupt {
+                path: path.to_owned(),
+                reason: format!("age: {e}"),
+            }),
+        }
     }
 }
 
 /// Reads a backup, checking every line as it goes; the trailer is checked at the end.
 pub(super) struct Reader {
     path: PathBuf,
-    lines: BufReader<zstd::Decoder<'static, BufReader<File>>>,
+    lines: BufReader<zstd::Decoder<'static, BufReader<Source>>>,
     header: Header,
     /// `None` when reading a file already verified: the zstd frame checksum and the row count
     /// still guard the read, the SHA-256 is not computed twice.
@@ -188,31 +276,35 @@ pub(super) struct Reader {
 
 impl Reader {
     /// Opens a backup and reads its header; refuses what is not a backup or is too new.
-    pub(super) fn open(path: &Path) -> Result<Self, BackupError> {
-        Self::open_with(path, Some(Sha256::new()))
+    /// An encrypted backup needs `identities`.
+    pub(super) fn open(path: &Path, identities: Option<&Identities>) -> Result<Self, BackupError> {
+        let file = File::open(path).map_err(|e| BackupError::io(path, e))?;
+        Self::from_file(file, path, Some(Sha256::new()), identities)
     }
 
     /// Reads again, from its start, a file that [`Self::from_file`] has just read in full:
     /// the same open file, so a file renamed over the path meanwhile is not what gets read.
-    pub(super) fn reread_verified(mut file: File, path: &Path) -> Result<Self, BackupError> {
+    pub(super) fn reread_verified(
+        mut file: File,
+        path: &Path,
+        identities: Option<&Identities>,
+    ) -> Result<Self, BackupError> {
         file.seek(SeekFrom::Start(0))
             .map_err(|e| BackupError::io(path, e))?;
-        Self::from_file(file, path, None)
+        Self::from_file(file, path, None, identities)
     }
 
-    fn open_with(path: &Path, hasher: Option<Sha256>) -> Result<Self, BackupError> {
-        let file = File::open(path).map_err(|e| BackupError::io(path, e))?;
-        Self::from_file(file, path, hasher)
-    }
-
-    /// Reads a backup from an open file, computing its SHA-256 when `hasher` is given.
+    /// Reads a backup from an open file (from its start), computing its SHA-256 when
+    /// `hasher` is given.
     pub(super) fn from_file(
         file: File,
         path: &Path,
         hasher: Option<Sha256>,
+        identities: Option<&Identities>,
     ) -> Result<Self, BackupError> {
         let io = |source| BackupError::io(path, source);
-        let decoder = zstd::Decoder::new(file).map_err(io)?;
+        let source = Source::open(file, path, identities)?;
+        let decoder = zstd::Decoder::new(source).map_err(io)?;
         let mut reader = Self {
             path: path.to_owned(),
             lines: BufReader::with_capacity(1 << 16, decoder),

@@ -3,6 +3,7 @@
 //! in one transaction; retention; the disaster-recovery drill; scheduled runs.
 //!
 //! Works the same on both backends and across them, with no external tool (no `pg_dump`).
+//! Backups can be encrypted at rest with age ([`Recipients`] to write, [`Identities`] to read).
 
 mod files;
 mod format;
@@ -24,7 +25,9 @@ use crate::config::{DatabaseSettings, RetentionPolicy};
 use crate::domain::{self, Task};
 use crate::storage::{BATCH_ROWS, Database, ImportBatch, ImportError, StorageError};
 
-pub use files::{BackupFile, EXTENSION, PREFIX};
+use crate::encryption;
+pub use crate::encryption::{Envelope, Identities, KeyFileError, Recipients};
+pub use files::{BackupFile, ENCRYPTED_EXTENSION, EXTENSION, PREFIX};
 pub use format::{FORMAT_VERSION, Header, Trailer};
 
 /// Everything that can go wrong with a backup, each naming the file or directory concerned.
@@ -37,6 +40,34 @@ pub enum BackupError {
     },
     #[error("{0}: not a task-api backup")]
     NotABackup(PathBuf),
+    #[error(
+        "{0}: encrypted backup: give the age identity that decrypts it (BACKUP_IDENTITY_FILE or --identity-file)"
+    )]
+    NoIdentity(PathBuf),
+    #[error(
+        "{}: encrypted backup: no key in {} matches any of its recipients",
+        path.display(),
+        identity_file.display()
+    )]
+    WrongIdentity {
+        path: PathBuf,
+        identity_file: PathBuf,
+    },
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error(
+        "the drill restores the backup it writes: with BACKUP_ENCRYPT_TO set it needs BACKUP_IDENTITY_FILE too"
+    )]
+    DrillWithoutIdentity,
+    #[error(
+        "the drill could not restore what it writes: no key in {} opens backups encrypted to {}",
+        identity_file.display(),
+        recipients_file.display()
+    )]
+    DrillKeysDoNotMatch {
+        identity_file: PathBuf,
+        recipients_file: PathBuf,
+    },
     #[error(
         "{path}: written by a newer task-api (format version {version}); use that version to restore it"
     )]
@@ -92,6 +123,18 @@ pub struct BackupOutcome {
 pub struct Verified {
     pub header: Header,
     pub trailer: Trailer,
+    /// The age layer around it, if it is encrypted.
+    pub envelope: Option<Envelope>,
+}
+
+/// What verifying a backup could check.
+#[derive(Debug, Clone)]
+pub enum Verification {
+    /// Read end to end (decrypted first, if encrypted): every record, the row count and the
+    /// checksum.
+    Full(Verified),
+    /// Encrypted and no identity given: the age header is intact; the contents were not read.
+    HeaderOnly(Envelope),
 }
 
 #[derive(Debug, Clone)]
@@ -132,8 +175,13 @@ fn progress(total: Option<u64>, action: &'static str) -> ProgressBar {
     bar.with_message(action)
 }
 
-/// Takes one backup of `db` into `dir` and returns what was written.
-pub async fn create(db: &Database, dir: &Path) -> Result<BackupOutcome, BackupError> {
+/// Takes one backup of `db` into `dir` and returns what was written; with `encrypt_to`, the
+/// file is encrypted to those recipients as it is written (named `….jsonl.zst.age`).
+pub async fn create(
+    db: &Database,
+    dir: &Path,
+    encrypt_to: Option<&Recipients>,
+) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
     std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir, e))?;
     let taken_at = domain::now();
@@ -143,10 +191,11 @@ pub async fn create(db: &Database, dir: &Path) -> Result<BackupOutcome, BackupEr
         .applied
         .ok_or(BackupError::NoSchema)?;
     let header = Header::new(schema_version, db.backend_name(), taken_at);
-    let partial_path = files::partial_path(dir, taken_at);
+    let encrypted = encrypt_to.is_some();
+    let partial_path = files::partial_path(dir, taken_at, encrypted);
     let mut partial = PartialFile(Some(partial_path.clone()));
 
-    let writer = format::Writer::create(&partial_path, &header)?;
+    let writer = format::Writer::create(&partial_path, &header, encrypt_to)?;
     let (sink, mut batches) = mpsc::channel::<Vec<Task>>(8);
     let bar = progress(None, "backing up");
     let shown = bar.clone();
@@ -173,7 +222,7 @@ pub async fn create(db: &Database, dir: &Path) -> Result<BackupOutcome, BackupEr
             trailer.rows, summary.rows
         )));
     }
-    let path = files::publish(&partial_path, dir, taken_at)?;
+    let path = files::publish(&partial_path, dir, taken_at, encrypted)?;
     partial.0 = None;
     let size = std::fs::metadata(&path)
         .map_err(|e| BackupError::io(&path, e))?
@@ -187,9 +236,27 @@ pub async fn create(db: &Database, dir: &Path) -> Result<BackupOutcome, BackupEr
     })
 }
 
-/// Reads a backup end to end: format, every record, row count and checksum.
-pub fn verify_file(path: &Path) -> Result<Verified, BackupError> {
-    let mut reader = format::Reader::open(path)?;
+/// Reads a backup end to end: format, every record, row count and checksum. An encrypted
+/// backup is decrypted with `identities`; without them only its age header is checked.
+pub fn verify_file(
+    path: &Path,
+    identities: Option<&Identities>,
+) -> Result<Verification, BackupError> {
+    let mut file = std::fs::File::open(path).map_err(|e| BackupError::io(path, e))?;
+    let envelope = if encryption::is_encrypted(&mut file).map_err(|e| BackupError::io(path, e))? {
+        let envelope = encryption::inspect(&mut file).map_err(|reason| BackupError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        })?;
+        if identities.is_none() {
+            return Ok(Verification::HeaderOnly(envelope));
+        }
+        Some(envelope)
+    } else {
+        None
+    };
+    let mut reader =
+        format::Reader::from_file(file, path, Some(format::Sha256::default()), identities)?;
     while reader.check_next()? {}
     let trailer = reader
         .trailer()
@@ -198,27 +265,35 @@ pub fn verify_file(path: &Path) -> Result<Verified, BackupError> {
             path: path.to_owned(),
             reason: "no trailer".into(),
         })?;
-    Ok(Verified {
+    Ok(Verification::Full(Verified {
         header: reader.header().clone(),
         trailer,
-    })
+        envelope,
+    }))
 }
 
-pub async fn verify(path: &Path) -> Result<Verified, BackupError> {
+/// [`verify_file`] on a blocking thread.
+pub async fn verify(
+    path: &Path,
+    identities: Option<&Identities>,
+) -> Result<Verification, BackupError> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || verify_file(&path)).await?
+    let identities = identities.cloned();
+    tokio::task::spawn_blocking(move || verify_file(&path, identities.as_ref())).await?
 }
 
-/// Every backup in `dir`, newest first, each with the result of a full verification.
+/// Every backup in `dir`, newest first, each with the result of [`verify_file`].
 pub async fn list(
     dir: &Path,
-) -> Result<Vec<(BackupFile, Result<Verified, BackupError>)>, BackupError> {
+    identities: Option<&Identities>,
+) -> Result<Vec<(BackupFile, Result<Verification, BackupError>)>, BackupError> {
     let dir = dir.to_owned();
+    let identities = identities.cloned();
     tokio::task::spawn_blocking(move || {
         Ok(files::list(&dir)?
             .into_iter()
             .map(|file| {
-                let verified = verify_file(&file.path);
+                let verified = verify_file(&file.path, identities.as_ref());
                 (file, verified)
             })
             .collect())
@@ -245,33 +320,40 @@ pub fn latest(dir: &Path) -> Result<PathBuf, BackupError> {
 }
 
 /// Restores `path` into `db`: verifies the whole file first (the database is untouched if it
-/// fails), applies migrations, then loads every task in one transaction.
+/// fails, or if it is encrypted and `identities` cannot decrypt it), applies migrations, then
+/// loads every task in one transaction.
 pub async fn restore(
     db: &Database,
     path: &Path,
     replace: bool,
+    identities: Option<&Identities>,
 ) -> Result<RestoreOutcome, BackupError> {
     let started = Instant::now();
     let file = std::fs::File::open(path).map_err(|e| BackupError::io(path, e))?;
-    let (file, verified) = {
+    let identities = identities.cloned();
+    let (file, header, trailer, identities) = {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
             let first_pass = file.try_clone().map_err(|e| BackupError::io(&path, e))?;
-            let reader =
-                format::Reader::from_file(first_pass, &path, Some(format::Sha256::default()))?;
+            let reader = format::Reader::from_file(
+                first_pass,
+                &path,
+                Some(format::Sha256::default()),
+                identities.as_ref(),
+            )?;
             let (header, trailer) = reader.check_all_parallel()?;
-            Ok::<_, BackupError>((file, Verified { header, trailer }))
+            Ok::<_, BackupError>((file, header, trailer, identities))
         })
         .await??
     };
     db.migrate().await?;
 
     let (sink, batches) = mpsc::channel::<ImportBatch>(8);
-    let bar = progress(Some(verified.trailer.rows), "restoring");
+    let bar = progress(Some(trailer.rows), "restoring");
     let shown = bar.clone();
     let source = path.to_owned();
     let reading = tokio::task::spawn_blocking(move || {
-        let mut reader = format::Reader::reread_verified(file, &source)?;
+        let mut reader = format::Reader::reread_verified(file, &source, identities.as_ref())?;
         let mut batch = Vec::with_capacity(BATCH_ROWS);
         while let Some(task) = reader.next_task()? {
             batch.push(task);
@@ -298,7 +380,7 @@ pub async fn restore(
         path: path.to_owned(),
         rows,
         duration: started.elapsed(),
-        header: verified.header,
+        header,
     })
 }
 
@@ -313,17 +395,20 @@ pub struct PruneOutcome {
 }
 
 /// Applies the retention policy to the good backups in `dir`; touches nothing else but the
-/// leftovers of backups that died.
+/// leftovers of backups that died. An encrypted backup checked without `identities` counts as
+/// good when its age header is intact: what cannot be read here is no reason to delete it.
 pub async fn prune(
     dir: &Path,
     policy: RetentionPolicy,
     dry_run: bool,
+    identities: Option<&Identities>,
 ) -> Result<PruneOutcome, BackupError> {
     let mut outcome = PruneOutcome::default();
     let mut good = Vec::new();
-    for (file, verified) in list(dir).await? {
+    for (file, verified) in list(dir, identities).await? {
         match verified {
-            Ok(_) => good.push(file),
+            // A header-only check is all a host without the identity can do.
+            Ok(Verification::Full(_) | Verification::HeaderOnly(_)) => good.push(file),
             Err(e) => outcome.bad.push((file, e)),
         }
     }
@@ -369,16 +454,28 @@ pub struct DrillOffsite {
 }
 
 /// Backs up, restores into a scratch database (never the live one), compares every row with
-/// the snapshot, drops the scratch database and reports the timings. With a remote, the backup
-/// is uploaded and the restore reads the copy downloaded back from it, as a replacement host
-/// would: the recovery time then includes the download.
+/// the snapshot, drops the scratch database and reports the timings. With `encrypt_to`, the
+/// backup is encrypted and `identities` must open it (checked before anything is written).
+/// With a remote, the backup is uploaded and the restore reads the copy downloaded back from
+/// it, as a replacement host would: the recovery time then includes the download.
 pub async fn drill(
     settings: &DatabaseSettings,
     db: &Database,
     dir: &Path,
+    encrypt_to: Option<&Recipients>,
+    identities: Option<&Identities>,
     remote: Option<&remote::Remote>,
 ) -> Result<DrillReport, BackupError> {
-    let backup = create(db, dir).await?;
+    if let Some(recipients) = encrypt_to {
+        let identities = identities.ok_or(BackupError::DrillWithoutIdentity)?;
+        if !identities.opens(recipients) {
+            return Err(BackupError::DrillKeysDoNotMatch {
+                identity_file: identities.path().to_owned(),
+                recipients_file: recipients.path().to_owned(),
+            });
+        }
+    }
+    let backup = create(db, dir, encrypt_to).await?;
     let download_dir =
         tempfile::tempdir().map_err(|e| BackupError::io(&std::env::temp_dir(), e))?;
     let (source, offsite) = match remote {
@@ -405,9 +502,9 @@ pub async fn drill(
         None => (backup.path.clone(), None),
     };
     let scratch = db.scratch(settings).await?;
-    let restored = restore(scratch.database(), &source, false).await;
+    let restored = restore(scratch.database(), &source, false, identities).await;
     let checked = match restored {
-        Ok(outcome) => compare(scratch.database(), &source)
+        Ok(outcome) => compare(scratch.database(), &source, identities)
             .await
             .map(|differences| (outcome, differences)),
         Err(e) => Err(e),
@@ -427,11 +524,16 @@ pub async fn drill(
 }
 
 /// Counts the rows of `db` that differ from the backup at `path` (both in id order).
-async fn compare(db: &Database, path: &Path) -> Result<u64, BackupError> {
+async fn compare(
+    db: &Database,
+    path: &Path,
+    identities: Option<&Identities>,
+) -> Result<u64, BackupError> {
     let (sink, mut batches) = mpsc::channel::<Vec<Task>>(8);
     let source = path.to_owned();
+    let identities = identities.cloned();
     let checking = tokio::task::spawn_blocking(move || {
-        let mut reader = format::Reader::open(&source)?;
+        let mut reader = format::Reader::open(&source, identities.as_ref())?;
         let mut differences = 0_u64;
         while let Some(batch) = batches.blocking_recv() {
             for task in batch {

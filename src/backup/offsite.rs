@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::remote::{DeleteError, Remote, RemoteBackup, Uploaded};
-use super::{BackupError, Verified, files, retention, verify_file};
+use super::{BackupError, Identities, Verification, files, retention, verify_file};
 use crate::config::RetentionPolicy;
 
 /// Uploads the local backups the remote lacks, oldest first, among those newer than the
@@ -107,11 +107,13 @@ async fn same_content(a: &Path, b: &Path) -> Result<bool, BackupError> {
 }
 
 /// Every remote backup (or just `name`), newest first, downloaded into a scratch directory
-/// and read end to end like a local one.
+/// (which checks it against the SHA-256 recorded at upload) and read end to end like a local
+/// one; an encrypted one without `identities`, as far as its age header.
 pub async fn verify_remote(
     remote: &Remote,
     name: Option<&str>,
-) -> Result<Vec<(RemoteBackup, Result<Verified, BackupError>)>, BackupError> {
+    identities: Option<&Identities>,
+) -> Result<Vec<(RemoteBackup, Result<Verification, BackupError>)>, BackupError> {
     let mut stored = remote.list().await?;
     if let Some(name) = name {
         stored.retain(|b| b.name == name);
@@ -129,7 +131,8 @@ pub async fn verify_remote(
             Ok(path) => {
                 let verified = tokio::task::spawn_blocking({
                     let path = path.clone();
-                    move || verify_file(&path)
+                    let identities = identities.cloned();
+                    move || verify_file(&path, identities.as_ref())
                 })
                 .await?;
                 let _ = std::fs::remove_file(&path);

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{BackupError, BackupOutcome, create};
+use super::{BackupError, BackupOutcome, Recipients, create};
 use crate::storage::{Database, StorageError};
 
 /// Why pending migrations were not applied.
@@ -41,23 +41,26 @@ impl PreMigrationError {
     }
 }
 
-/// Writes a backup into `dir` when migrations are pending and the database holds tasks;
-/// `None` when there is nothing to protect (a new database) or nothing to apply.
+/// Writes a backup into `dir` (encrypted to `encrypt_to` if given) when migrations are
+/// pending and the database holds tasks; `None` when there is nothing to protect (a new
+/// database) or nothing to apply.
 pub(crate) async fn backup_if_needed(
     db: &Database,
     dir: &Path,
+    encrypt_to: Option<&Recipients>,
 ) -> Result<Option<BackupOutcome>, PreMigrationError> {
     let status = db.schema_status().await?;
     if status.is_current() || !db.holds_tasks().await? {
         return Ok(None);
     }
-    let outcome = create(db, dir)
-        .await
-        .map_err(|source| PreMigrationError::BackupFailed {
-            pending: status.pending,
-            dir: dir.to_owned(),
-            source,
-        })?;
+    let outcome =
+        create(db, dir, encrypt_to)
+            .await
+            .map_err(|source| PreMigrationError::BackupFailed {
+                pending: status.pending,
+                dir: dir.to_owned(),
+                source,
+            })?;
     tracing::info!(
         pending = status.pending,
         file = %outcome.path.display(),

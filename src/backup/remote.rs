@@ -137,7 +137,7 @@ impl Remote {
             let Some(name) = object.location.filename().map(str::to_owned) else {
                 continue;
             };
-            if let Some(taken_at) = files::parse_name(&name) {
+            if let Some((taken_at, _)) = files::parse_name(&name) {
                 backups.push(RemoteBackup {
                     name,
                     size: object.size,
@@ -287,7 +287,7 @@ impl Remote {
     /// Downloads `name` into `dir` under its own name (written aside, checked against the
     /// SHA-256 recorded at upload, then published), and returns the local path.
     pub async fn download(&self, name: &str, dir: &Path) -> Result<PathBuf, BackupError> {
-        let taken_at =
+        let (taken_at, encrypted) =
             files::parse_name(name).ok_or_else(|| BackupError::NotABackup(PathBuf::from(name)))?;
         tokio::fs::create_dir_all(dir)
             .await
@@ -302,7 +302,7 @@ impl Remote {
             .attributes
             .get(&Attribute::Metadata(SHA256_KEY.into()))
             .map(|value| value.as_ref().to_owned());
-        let partial_path = files::partial_path(dir, taken_at);
+        let partial_path = files::partial_path(dir, taken_at, encrypted);
         let mut partial = super::PartialFile(Some(partial_path.clone()));
         let io = |e| BackupError::io(&partial_path, e);
         let mut out = tokio::fs::File::create(&partial_path).await.map_err(io)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::remote::{Remote, Uploaded};
-use super::{BackupOutcome, offsite};
+use super::{BackupOutcome, Recipients, offsite};
 use crate::config::{RetentionPolicy, Schedule};
 use crate::storage::Database;
 use crate::telemetry::error_chain;
@@ -34,25 +34,34 @@ impl RunObserver for LogOnly {
     fn failed(&self) {}
 }
 
+/// Where and how scheduled backups are kept.
+#[derive(Clone)]
+pub struct Destination {
+    pub dir: PathBuf,
+    /// Encrypt every backup to these keys.
+    pub encrypt_to: Option<Recipients>,
+    pub policy: RetentionPolicy,
+    /// Also upload every backup here, and prune it too.
+    pub remote: Option<Remote>,
+}
+
 /// Runs backups on `schedule` until `shutdown` completes. A run in progress at shutdown is
-/// abandoned; its partial file is removed, never published. With a remote, each run also
-/// uploads what the remote lacks and prunes it.
+/// abandoned; its partial file is removed, never published.
 pub async fn run(
     db: Database,
-    dir: PathBuf,
+    destination: Destination,
     schedule: Schedule,
-    policy: RetentionPolicy,
-    remote: Option<Remote>,
     observer: &dyn RunObserver,
     shutdown: impl Future<Output = ()>,
 ) {
+    let dir = &destination.dir;
     tokio::pin!(shutdown);
     // A failed run is retried soon rather than at the next planned time (a daily backup that
     // failed must not wait a day), and never in a tight loop.
     let retry_delay = schedule.every.unwrap_or(RETRY_DELAY).min(RETRY_DELAY);
     let mut retry_at: Option<DateTime<Utc>> = None;
     loop {
-        let newest = super::newest(&dir).ok().flatten().map(|f| f.taken_at);
+        let newest = super::newest(dir).ok().flatten().map(|f| f.taken_at);
         let now = Utc::now();
         let Some(planned) = schedule.next_run(newest, now) else {
             return;
@@ -65,7 +74,7 @@ pub async fn run(
             () = &mut shutdown => return,
         }
         tokio::select! {
-            succeeded = run_once(&db, &dir, policy, remote.as_ref(), observer) => {
+            succeeded = run_once(&db, &destination, observer) => {
                 retry_at = (!succeeded).then(|| {
                     Utc::now() + TimeDelta::from_std(retry_delay).unwrap_or(TimeDelta::MAX)
                 });
@@ -79,15 +88,21 @@ pub async fn run(
 }
 
 /// One scheduled backup, its upload and the prunes after it, with the outcome logged and
-/// reported; true when the backup (and its upload, with a remote) succeeded.
+/// reported; true when the backup (and its upload, with a remote) succeeded. The prunes need
+/// no key: encrypted backups with an intact header count as good.
 pub async fn run_once(
     db: &Database,
-    dir: &std::path::Path,
-    policy: RetentionPolicy,
-    remote: Option<&Remote>,
+    destination: &Destination,
     observer: &dyn RunObserver,
 ) -> bool {
-    let outcome = match super::create(db, dir).await {
+    let Destination {
+        dir,
+        encrypt_to,
+        policy,
+        remote,
+    } = destination;
+    let (dir, policy) = (dir.as_path(), *policy);
+    let outcome = match super::create(db, dir, encrypt_to.as_ref()).await {
         Ok(outcome) => outcome,
         Err(e) => {
             observer.failed();
@@ -99,6 +114,7 @@ pub async fn run_once(
     tracing::info!(
         file = %outcome.path.display(),
         rows = outcome.rows,
+        encrypted = encrypt_to.is_some(),
         bytes = outcome.size,
         duration_ms = outcome.duration.as_millis() as u64,
         "backup succeeded"
@@ -107,7 +123,7 @@ pub async fn run_once(
         Some(remote) => upload(remote, dir, policy, observer).await,
         None => true,
     };
-    match super::prune(dir, policy, false).await {
+    match super::prune(dir, policy, false, None).await {
         Ok(pruned) => tracing::info!(
             kept = pruned.kept.len(),
             deleted = pruned.deleted.len(),

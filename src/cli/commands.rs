@@ -9,7 +9,7 @@ use indicatif::{HumanBytes, HumanDuration};
 use super::{BackupArgs, BackupsCommand, CliError, RestoreArgs};
 use crate::backup::remote::Remote;
 use crate::backup::schedule::{self, LogOnly};
-use crate::backup::{self, BackupError, offsite};
+use crate::backup::{self, BackupError, Identities, Recipients, Verification, offsite};
 use crate::config::{DatabaseSettings, RemoteSettings, RetentionPolicy, Schedule};
 use crate::startup;
 use crate::storage::{Database, password_reload};
@@ -35,8 +35,13 @@ fn age_of(taken_at: chrono::DateTime<Utc>) -> String {
     format!("{:#}", HumanDuration(age))
 }
 
-/// `task-api backup`: one backup, or a scheduler with `--every`/`--at`.
-pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Result<(), CliError> {
+/// `task-api backup`: one backup, or a scheduler with `--every`/`--at`; encrypted to
+/// `encrypt_to` if given.
+pub(super) async fn backup(
+    settings: DatabaseSettings,
+    args: BackupArgs,
+    encrypt_to: Option<Recipients>,
+) -> Result<(), CliError> {
     let db = connect(&settings)?;
     let dir = args.dir.backup_dir;
     let remote = client(args.remote.settings()?)?;
@@ -53,17 +58,16 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
             backup_dir = %dir.display(),
             every = ?schedule.every,
             at = ?schedule.daily_at,
+            encrypted = encrypt_to.is_some(),
             "backup scheduler started"
         );
-        let scheduler = schedule::run(
-            db.clone(),
+        let destination = schedule::Destination {
             dir,
-            schedule,
-            args.retention.into(),
+            encrypt_to,
+            policy: args.retention.into(),
             remote,
-            &LogOnly,
-            shutdown,
-        );
+        };
+        let scheduler = schedule::run(db.clone(), destination, schedule, &LogOnly, shutdown);
         // A long-running scheduler follows password rotations like the API does; the watch
         // ends with the scheduler.
         match password_reload::watch(&db, &settings) {
@@ -79,11 +83,18 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
         tracing::info!("backup scheduler stopped");
         return Ok(());
     }
-    let outcome = backup::create(&db, &dir).await;
+    let outcome = backup::create(&db, &dir, encrypt_to.as_ref()).await;
     db.close().await;
     let outcome = outcome.map_err(|e| failed(&e))?;
     let kept = backup::list_names(&dir).map_err(|e| failed(&e))?;
     println!("backup written: {}", outcome.path.display());
+    if let Some(recipients) = &encrypt_to {
+        println!(
+            "  encrypted with age for {} recipient(s) in {}",
+            recipients.len(),
+            recipients.path().display()
+        );
+    }
     println!(
         "  tasks: {}  size: {}  duration: {:.2} s  backups in {}: {}",
         outcome.rows,
@@ -115,8 +126,12 @@ pub(super) async fn backup(settings: DatabaseSettings, args: BackupArgs) -> Resu
     Ok(())
 }
 
-/// `task-api restore FILE|--latest [--force]`.
-pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Result<(), CliError> {
+/// `task-api restore FILE|--latest [--force]`; an encrypted backup needs `identities`.
+pub(super) async fn restore(
+    settings: DatabaseSettings,
+    args: RestoreArgs,
+    identities: Option<Identities>,
+) -> Result<(), CliError> {
     let dir = &args.dir.backup_dir;
     let path = match (client(args.remote.chosen()?)?, args.file) {
         (Some(remote), file) => {
@@ -131,7 +146,7 @@ pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Re
         (None, None) => backup::latest(dir).map_err(|e| failed(&e))?,
     };
     let db = connect(&settings)?;
-    let outcome = backup::restore(&db, &path, args.force).await;
+    let outcome = backup::restore(&db, &path, args.force, identities.as_ref()).await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -179,28 +194,60 @@ pub(super) async fn restore(settings: DatabaseSettings, args: RestoreArgs) -> Re
 /// `task-api backups list|verify|prune`, on BACKUP_DIR or, with --remote, on BACKUP_REMOTE.
 pub(super) async fn backups(command: BackupsCommand) -> Result<(), CliError> {
     match command {
-        BackupsCommand::List { dir, remote } => match client(remote.chosen()?)? {
+        BackupsCommand::List {
+            dir,
+            remote,
+            identity,
+        } => match client(remote.chosen()?)? {
             Some(remote) => list_remote(&remote).await,
-            None => list(&dir.backup_dir).await,
+            None => list(&dir.backup_dir, identity.load()?.as_ref()).await,
         },
-        BackupsCommand::Verify { file, dir, remote } => match (client(remote.chosen()?)?, file) {
-            (Some(remote), file) => {
-                let name = file.as_deref().map(|f| f.to_string_lossy().into_owned());
-                verify_remote(&remote, name.as_deref()).await
+        BackupsCommand::Verify {
+            file,
+            dir,
+            remote,
+            identity,
+        } => {
+            let identities = identity.load()?;
+            match (client(remote.chosen()?)?, file) {
+                (Some(remote), file) => {
+                    let name = file.as_deref().map(|f| f.to_string_lossy().into_owned());
+                    verify_remote(&remote, name.as_deref(), identities.as_ref()).await
+                }
+                (None, Some(file)) => verify_one(&file, identities.as_ref()).await,
+                (None, None) => verify_all(&dir.backup_dir, identities.as_ref()).await,
             }
-            (None, Some(file)) => verify_one(&file).await,
-            (None, None) => verify_all(&dir.backup_dir).await,
-        },
+        }
         BackupsCommand::Prune {
             dir,
             remote,
+            identity,
             retention,
             dry_run,
         } => match client(remote.chosen()?)? {
             Some(remote) => prune_remote(&remote, retention.into(), dry_run).await,
-            None => prune(&dir.backup_dir, retention.into(), dry_run).await,
+            None => {
+                let identities = identity.load()?;
+                prune(
+                    &dir.backup_dir,
+                    retention.into(),
+                    dry_run,
+                    identities.as_ref(),
+                )
+                .await
+            }
         },
     }
+}
+
+/// What a header-only check could and could not establish, for a human.
+fn header_only(envelope: &backup::Envelope) -> String {
+    format!(
+        "encrypted for {} recipient(s): age header intact, size {}; contents not checked: \
+         BACKUP_IDENTITY_FILE not given",
+        envelope.recipients,
+        HumanBytes(envelope.size)
+    )
 }
 
 async fn list_remote(remote: &Remote) -> Result<(), CliError> {
@@ -227,8 +274,12 @@ async fn list_remote(remote: &Remote) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn verify_remote(remote: &Remote, name: Option<&str>) -> Result<(), CliError> {
-    let checked = offsite::verify_remote(remote, name)
+async fn verify_remote(
+    remote: &Remote,
+    name: Option<&str>,
+    identities: Option<&Identities>,
+) -> Result<(), CliError> {
+    let checked = offsite::verify_remote(remote, name, identities)
         .await
         .map_err(|e| failed(&e))?;
     if checked.is_empty() {
@@ -239,7 +290,17 @@ async fn verify_remote(remote: &Remote, name: Option<&str>) -> Result<(), CliErr
     let mut bad = 0;
     for (backup, verified) in &checked {
         match verified {
-            Ok(v) => println!("ok  {}: {} tasks", backup.name, v.trailer.rows),
+            Ok(Verification::Full(v)) => {
+                println!(
+                    "ok  {}: {} tasks{}",
+                    backup.name,
+                    v.trailer.rows,
+                    decrypted(v)
+                );
+            }
+            Ok(Verification::HeaderOnly(envelope)) => {
+                println!("partly checked {}: {}", backup.name, header_only(envelope));
+            }
             Err(e) => {
                 bad += 1;
                 println!("BAD {}: {}", backup.name, reason(e));
@@ -292,8 +353,10 @@ async fn prune_remote(
     Ok(())
 }
 
-async fn list(dir: &Path) -> Result<(), CliError> {
-    let backups = backup::list(dir).await.map_err(|e| failed(&e))?;
+async fn list(dir: &Path, identities: Option<&Identities>) -> Result<(), CliError> {
+    let backups = backup::list(dir, identities)
+        .await
+        .map_err(|e| failed(&e))?;
     if backups.is_empty() {
         println!("no backups in {}", dir.display());
         return Ok(());
@@ -304,7 +367,15 @@ async fn list(dir: &Path) -> Result<(), CliError> {
     );
     for (file, verified) in backups {
         let (tasks, status) = match &verified {
-            Ok(v) => (v.trailer.rows.to_string(), "verified".to_owned()),
+            Ok(Verification::Full(v)) if v.envelope.is_some() => {
+                (v.trailer.rows.to_string(), "verified, encrypted".to_owned())
+            }
+            Ok(Verification::Full(v)) => (v.trailer.rows.to_string(), "verified".to_owned()),
+            Ok(Verification::HeaderOnly(_)) => (
+                "?".to_owned(),
+                "encrypted: header intact, contents not checked (no BACKUP_IDENTITY_FILE)"
+                    .to_owned(),
+            ),
             Err(e) => ("?".to_owned(), format!("BAD: {}", reason(e))),
         };
         println!(
@@ -328,26 +399,59 @@ fn reason(error: &BackupError) -> String {
     }
 }
 
-async fn verify_one(file: &Path) -> Result<(), CliError> {
-    let verified = backup::verify(file).await.map_err(|e| failed(&e))?;
-    println!(
-        "ok {}: {} tasks, sha256 {}",
-        file.display(),
-        verified.trailer.rows,
-        verified.trailer.sha256
-    );
+/// ", decrypted" after a full check of an encrypted backup.
+fn decrypted(verified: &backup::Verified) -> &'static str {
+    if verified.envelope.is_some() {
+        ", decrypted"
+    } else {
+        ""
+    }
+}
+
+async fn verify_one(file: &Path, identities: Option<&Identities>) -> Result<(), CliError> {
+    let verification = backup::verify(file, identities)
+        .await
+        .map_err(|e| failed(&e))?;
+    match verification {
+        Verification::Full(verified) => println!(
+            "ok {}: {} tasks, sha256 {}{}",
+            file.display(),
+            verified.trailer.rows,
+            verified.trailer.sha256,
+            decrypted(&verified)
+        ),
+        Verification::HeaderOnly(envelope) => {
+            println!(
+                "partly checked {}: {}",
+                file.display(),
+                header_only(&envelope)
+            );
+        }
+    }
     Ok(())
 }
 
-async fn verify_all(dir: &Path) -> Result<(), CliError> {
-    let backups = backup::list(dir).await.map_err(|e| failed(&e))?;
+async fn verify_all(dir: &Path, identities: Option<&Identities>) -> Result<(), CliError> {
+    let backups = backup::list(dir, identities)
+        .await
+        .map_err(|e| failed(&e))?;
     if backups.is_empty() {
         return Err(failed(&BackupError::NoBackups(dir.to_owned())));
     }
     let mut bad = 0;
     for (file, verified) in &backups {
         match verified {
-            Ok(v) => println!("ok  {}: {} tasks", file.name, v.trailer.rows),
+            Ok(Verification::Full(v)) => {
+                println!(
+                    "ok  {}: {} tasks{}",
+                    file.name,
+                    v.trailer.rows,
+                    decrypted(v)
+                );
+            }
+            Ok(Verification::HeaderOnly(envelope)) => {
+                println!("partly checked {}: {}", file.name, header_only(envelope));
+            }
             Err(e) => {
                 bad += 1;
                 println!("BAD {}: {}", file.name, reason(e));
@@ -363,8 +467,13 @@ async fn verify_all(dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn prune(dir: &Path, policy: RetentionPolicy, dry_run: bool) -> Result<(), CliError> {
-    let outcome = backup::prune(dir, policy, dry_run)
+async fn prune(
+    dir: &Path,
+    policy: RetentionPolicy,
+    dry_run: bool,
+    identities: Option<&Identities>,
+) -> Result<(), CliError> {
+    let outcome = backup::prune(dir, policy, dry_run, identities)
         .await
         .map_err(|e| failed(&e))?;
     let verb = if dry_run { "would delete" } else { "deleted" };
@@ -393,15 +502,26 @@ async fn prune(dir: &Path, policy: RetentionPolicy, dry_run: bool) -> Result<(),
     Ok(())
 }
 
-/// `task-api drill`.
+/// `task-api drill`; encrypted to `encrypt_to` and read back with `identities` if given; with
+/// a remote, restored from the copy downloaded back from it.
 pub(super) async fn drill(
     settings: DatabaseSettings,
     dir: PathBuf,
+    encrypt_to: Option<Recipients>,
+    identities: Option<Identities>,
     remote: Option<RemoteSettings>,
 ) -> Result<(), CliError> {
     let remote = client(remote)?;
     let db = connect(&settings)?;
-    let report = backup::drill(&settings, &db, &dir, remote.as_ref()).await;
+    let report = backup::drill(
+        &settings,
+        &db,
+        &dir,
+        encrypt_to.as_ref(),
+        identities.as_ref(),
+        remote.as_ref(),
+    )
+    .await;
     db.close().await;
     let report = report.map_err(|e| failed(&e))?;
     println!("disaster-recovery drill on {}", settings.database);

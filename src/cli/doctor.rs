@@ -24,6 +24,8 @@ pub(super) fn settings(args: DoctorArgs) -> Result<(DoctorSettings, Format), Cli
             dir: args.dir.backup_dir,
             schedule: Schedule::from(args.schedule),
             expected_interval: args.expected_backups.backup_expected_interval,
+            // Reported as a row, not refused: the doctor's job is to say what is wrong.
+            encrypt_to: args.encrypt_to.load().map_err(|e| e.to_string()),
         },
         timeout: args.timeout,
         requirement: args.require,

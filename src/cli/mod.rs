@@ -12,11 +12,12 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
+use crate::backup::Recipients;
 use crate::backup::pre_migration::{self, PreMigrationError};
 use crate::config::{
     ApiTokenArgs, BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings,
-    ExpectedBackupArgs, ListenArgs, PreMigrationArgs, RemoteArgs, RetentionArgs, ScheduleArgs,
-    ServerArgs, parse_daily_time,
+    EncryptToArgs, EncryptionArgs, ExpectedBackupArgs, IdentityArgs, ListenArgs, PreMigrationArgs,
+    RemoteArgs, RetentionArgs, ScheduleArgs, ServerArgs, parse_daily_time,
 };
 use crate::doctor::Requirement;
 use crate::healthcheck;
@@ -61,6 +62,8 @@ enum Command {
         #[command(flatten)]
         dir: BackupDirArgs,
         #[command(flatten)]
+        encrypt_to: EncryptToArgs,
+        #[command(flatten)]
         pre_migration: PreMigrationArgs,
     },
     /// Probe the running server once (exit 0 when healthy, 1 otherwise); for HEALTHCHECK.
@@ -76,7 +79,7 @@ enum Command {
         command: BackupsCommand,
     },
     /// Disaster-recovery drill: back up, restore into a scratch database, compare every row,
-    /// report the recovery time.
+    /// report the recovery time. With BACKUP_ENCRYPT_TO it needs BACKUP_IDENTITY_FILE too.
     Drill {
         #[command(flatten)]
         db: DatabaseArgs,
@@ -84,6 +87,8 @@ enum Command {
         dir: BackupDirArgs,
         #[command(flatten)]
         remote: RemoteChoice,
+        #[command(flatten)]
+        keys: EncryptionArgs,
     },
     /// Security and readiness self-check of this deployment: one row per check, exit 0 when
     /// every required row passes, 1 otherwise.
@@ -96,12 +101,15 @@ enum Command {
     mut_arg("backup_every", |a| a.help("The backup interval of this deployment's own scheduler, if it runs one (as `serve`)")),
     mut_arg("backup_at", |a| a.help("The daily backup time of this deployment's own scheduler, if it runs one (as `serve`)")),
     mut_arg("api_tokens_file", |a| a.help("The API token file `serve` reads; the api_auth row checks it loads")),
+    mut_arg("encrypt_to", |a| a.help("The age recipients file backups are encrypted to; the backup_encryption row checks it loads")),
 )]
 struct DoctorArgs {
     #[command(flatten)]
     db: DatabaseArgs,
     #[command(flatten)]
     dir: BackupDirArgs,
+    #[command(flatten)]
+    encrypt_to: EncryptToArgs,
     /// The schedule `serve` runs backups on, if it does.
     #[command(flatten)]
     schedule: ScheduleArgs,
@@ -127,6 +135,8 @@ struct BackupArgs {
     db: DatabaseArgs,
     #[command(flatten)]
     dir: BackupDirArgs,
+    #[command(flatten)]
+    encrypt_to: EncryptToArgs,
     /// Run as a scheduler: a backup this often (e.g. 24h), counted from the newest backup.
     #[arg(long, value_parser = humantime::parse_duration)]
     every: Option<Duration>,
@@ -179,6 +189,8 @@ struct RestoreArgs {
     dir: BackupDirArgs,
     #[command(flatten)]
     remote: RemoteChoice,
+    #[command(flatten)]
+    identity: IdentityArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,22 +202,31 @@ enum BackupsCommand {
         dir: BackupDirArgs,
         #[command(flatten)]
         remote: RemoteChoice,
+        #[command(flatten)]
+        identity: IdentityArgs,
     },
     /// Read backups end to end and check them (all of BACKUP_DIR, or one file; with
-    /// --remote, each is downloaded and checked).
+    /// --remote, each is downloaded and checked). An encrypted backup without
+    /// BACKUP_IDENTITY_FILE gets its age header checked and is reported as not fully checked
+    /// (exit 0 if nothing is bad).
     Verify {
         file: Option<PathBuf>,
         #[command(flatten)]
         dir: BackupDirArgs,
         #[command(flatten)]
         remote: RemoteChoice,
+        #[command(flatten)]
+        identity: IdentityArgs,
     },
-    /// Delete the good backups the retention policy does not keep.
+    /// Delete the good backups the retention policy does not keep. Encrypted backups whose age
+    /// header is intact count as good, with or without BACKUP_IDENTITY_FILE.
     Prune {
         #[command(flatten)]
         dir: BackupDirArgs,
         #[command(flatten)]
         remote: RemoteChoice,
+        #[command(flatten)]
+        identity: IdentityArgs,
         #[command(flatten)]
         retention: RetentionArgs,
         /// Say what would be deleted, delete nothing.
@@ -313,33 +334,51 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Migrate {
             db,
             dir,
+            encrypt_to,
             pre_migration,
         } => {
             let settings = DatabaseSettings::try_from(db)?;
+            let encrypt_to = encrypt_to.load()?;
             telemetry::init(cli.log_format);
-            let backup_dir = (!pre_migration.no_backup_before_migrate).then_some(dir.backup_dir);
-            runtime(true)?.block_on(migrate(settings, backup_dir))
+            let backup_to =
+                (!pre_migration.no_backup_before_migrate).then_some((dir.backup_dir, encrypt_to));
+            runtime(true)?.block_on(migrate(settings, backup_to))
         }
         Command::Healthcheck(args) => runtime(false)?.block_on(probe(args)),
         Command::Backup(args) => {
             let settings = DatabaseSettings::try_from(args.db.clone())?;
+            let encrypt_to = args.encrypt_to.load()?;
             telemetry::init(cli.log_format);
-            runtime(true)?.block_on(commands::backup(settings, args))
+            runtime(true)?.block_on(commands::backup(settings, args, encrypt_to))
         }
         Command::Restore(args) => {
             let settings = DatabaseSettings::try_from(args.db.clone())?;
+            let identities = args.identity.load()?;
             telemetry::init(cli.log_format);
-            runtime(true)?.block_on(commands::restore(settings, args))
+            runtime(true)?.block_on(commands::restore(settings, args, identities))
         }
         Command::Backups { command } => {
             telemetry::init(cli.log_format);
             runtime(true)?.block_on(commands::backups(command))
         }
-        Command::Drill { db, dir, remote } => {
+        Command::Drill {
+            db,
+            dir,
+            remote,
+            keys,
+        } => {
             let settings = DatabaseSettings::try_from(db)?;
             let remote = remote.chosen()?;
+            let encrypt_to = keys.encrypt_to.load()?;
+            let identities = keys.identity.load()?;
             telemetry::init(cli.log_format);
-            runtime(true)?.block_on(commands::drill(settings, dir.backup_dir, remote))
+            runtime(true)?.block_on(commands::drill(
+                settings,
+                dir.backup_dir,
+                encrypt_to,
+                identities,
+                remote,
+            ))
         }
         // No log output: stdout carries only the report, stderr only the verdict line.
         Command::Doctor(args) => {
@@ -371,13 +410,19 @@ async fn serve(config: Config) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(&e))
 }
 
-/// `task-api migrate`: with `backup_dir`, a database holding tasks gets a backup there before
-/// any pending migration runs, and no migration runs if that backup fails.
-async fn migrate(settings: DatabaseSettings, backup_dir: Option<PathBuf>) -> Result<(), CliError> {
+/// `task-api migrate`: with `backup_to` (a directory, and the keys to encrypt to if any), a
+/// database holding tasks gets a backup there before any pending migration runs, and no
+/// migration runs if that backup fails.
+async fn migrate(
+    settings: DatabaseSettings,
+    backup_to: Option<(PathBuf, Option<Recipients>)>,
+) -> Result<(), CliError> {
     let db = Database::connect_lazy(&settings).map_err(|e| CliError::failed(&e))?;
     let outcome = async {
-        let backup = match &backup_dir {
-            Some(dir) => pre_migration::backup_if_needed(&db, dir).await?,
+        let backup = match &backup_to {
+            Some((dir, encrypt_to)) => {
+                pre_migration::backup_if_needed(&db, dir, encrypt_to.as_ref()).await?
+            }
             None => None,
         };
         db.migrate().await?;
@@ -395,7 +440,7 @@ async fn migrate(settings: DatabaseSettings, backup_dir: Option<PathBuf>) -> Res
             b.path.display(),
             b.rows
         ),
-        None if backup_dir.is_some() => {
+        None if backup_to.is_some() => {
             println!("backup before migrating: not needed (nothing pending, or no tasks yet)");
         }
         None => println!("backup before migrating: disabled (NO_BACKUP_BEFORE_MIGRATE)"),

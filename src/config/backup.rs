@@ -1,4 +1,5 @@
-//! Backup settings: where backups live, when they are taken, how many are kept.
+//! Backup settings: where backups live, when they are taken, how many are kept, which keys
+//! encrypt and decrypt them.
 //!
 //! The schedule and the retention policy are plain values here so that every command parses
 //! them the same way; running a schedule and applying a policy is `backup`'s job.
@@ -9,12 +10,62 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use clap::Args;
 
+use super::ConfigError;
+use crate::encryption::{Identities, Recipients};
+
 /// Where backups live.
 #[derive(Debug, Clone, Args)]
 pub struct BackupDirArgs {
     /// Directory of backup files.
     #[arg(long, env = "BACKUP_DIR", default_value = "./backups")]
     pub backup_dir: PathBuf,
+}
+
+/// The public keys backups are encrypted to, for every command that writes backups (`serve`,
+/// `migrate`, `backup`, `drill`); `doctor` checks the same file loads.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EncryptToArgs {
+    /// Encrypt every backup with age to the public keys in this file (one age1… key per line,
+    /// as `age-keygen -y` prints them; # comments allowed). Only public keys are needed here:
+    /// keep the identity that decrypts them off this host. Off by default.
+    #[arg(long, env = "BACKUP_ENCRYPT_TO", value_name = "FILE")]
+    pub encrypt_to: Option<PathBuf>,
+}
+
+impl EncryptToArgs {
+    /// Reads the recipients file, if one is set: a bad file fails here, before any work.
+    pub fn load(&self) -> Result<Option<Recipients>, ConfigError> {
+        let recipients = self.encrypt_to.as_deref().map(Recipients::from_file);
+        Ok(recipients.transpose()?)
+    }
+}
+
+/// The private keys that open encrypted backups, for every command that reads backups
+/// (`restore`, `backups list|verify|prune`, `drill`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct IdentityArgs {
+    /// Decrypt encrypted backups (….jsonl.zst.age) with the age identities in this file
+    /// (AGE-SECRET-KEY-1… lines, as `age-keygen` writes them). Without it an encrypted backup
+    /// cannot be restored, and verifying one checks only its age header.
+    #[arg(long, env = "BACKUP_IDENTITY_FILE", value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+}
+
+impl IdentityArgs {
+    /// Reads the identity file, if one is set: a bad file fails here, before any work.
+    pub fn load(&self) -> Result<Option<Identities>, ConfigError> {
+        let identities = self.identity_file.as_deref().map(Identities::from_file);
+        Ok(identities.transpose()?)
+    }
+}
+
+/// Both keys, for a command that writes a backup and reads it back (`drill`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct EncryptionArgs {
+    #[command(flatten)]
+    pub encrypt_to: EncryptToArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// The backup schedule of a process that takes backups while it runs (`serve`), as the

@@ -25,12 +25,13 @@ use clap::{Args, Command, FromArgMatches};
 
 use secrecy::SecretString;
 
+use crate::encryption::{KeyFileError, Recipients};
 use crate::tokens::{TokenFileError, TokenSet};
 
 pub use access::{AccessArgs, ApiTokenArgs, parse_allowed_origins};
 pub use backup::{
-    BackupDirArgs, ExpectedBackupArgs, PreMigrationArgs, RetentionArgs, RetentionPolicy, Schedule,
-    ScheduleArgs, parse_daily_time,
+    BackupDirArgs, EncryptToArgs, EncryptionArgs, ExpectedBackupArgs, IdentityArgs,
+    PreMigrationArgs, RetentionArgs, RetentionPolicy, Schedule, ScheduleArgs, parse_daily_time,
 };
 pub use database::{
     DatabaseArgs, DatabaseConfig, DatabaseSettings, PasswordSource, PoolConfig, PostgresConfig,
@@ -75,6 +76,9 @@ pub enum ConfigError {
     IdempotencyKeyTtl,
     #[error("{0}")]
     Remote(String),
+    /// The error names the setting, the file and the line, never a key.
+    #[error(transparent)]
+    BackupKeyFile(#[from] KeyFileError),
 }
 
 /// Why a secret file gave no secret.
@@ -106,6 +110,8 @@ pub struct Config {
     pub port: u16,
     pub db: DatabaseSettings,
     pub backup_dir: PathBuf,
+    /// Backups this process writes (scheduled, before migrations) are encrypted to these keys.
+    pub backup_encrypt_to: Option<Recipients>,
     pub backup_schedule: Schedule,
     /// How often a backup should appear in `backup_dir`: this process's own schedule, else
     /// `BACKUP_EXPECTED_INTERVAL`; `None` when nobody said.
@@ -170,6 +176,7 @@ impl Config {
             port: server.listen.port,
             db,
             backup_dir: server.backups.backup_dir,
+            backup_encrypt_to: server.encrypt_to.load()?,
             backup_schedule,
             backup_expected_interval: server.expected_backups.interval(backup_schedule),
             retention: server.retention.into(),
@@ -224,6 +231,7 @@ mod tests {
         assert_eq!(config.port, 3000);
         assert_eq!(config.bind_address, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(config.backup_dir, PathBuf::from("./backups"));
+        assert!(config.backup_encrypt_to.is_none());
         assert_eq!(config.retention, RetentionPolicy::DEFAULT);
         assert!(!config.backup_schedule.is_enabled());
         assert_eq!(config.backup_expected_interval, None);

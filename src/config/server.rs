@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::access::AccessArgs;
 use super::backup::{
-    BackupDirArgs, ExpectedBackupArgs, PreMigrationArgs, RetentionArgs, ScheduleArgs,
+    BackupDirArgs, EncryptToArgs, ExpectedBackupArgs, PreMigrationArgs, RetentionArgs, ScheduleArgs,
 };
 use super::positive_duration;
 use super::remote::RemoteArgs;
@@ -30,6 +30,8 @@ pub struct ServerArgs {
     pub listen: ListenArgs,
     #[command(flatten)]
     pub backups: BackupDirArgs,
+    #[command(flatten)]
+    pub encrypt_to: EncryptToArgs,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
     #[command(flatten)]

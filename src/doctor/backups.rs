@@ -1,5 +1,6 @@
-//! Probes of BACKUP_DIR: how old the newest backup is against the schedule, and whether the
-//! next one fits (and can be written, where this process writes backups).
+//! Probes of BACKUP_DIR: how old the newest backup is against the schedule, whether the
+//! next one fits (and can be written, where this process writes backups), and whether backups
+//! are encrypted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use indicatif::HumanBytes;
 use rustix::fs::{Access, StatVfs};
 
 use super::report::{Finding, RowId};
-use crate::backup::{self, BackupError, BackupFile};
+use crate::backup::{self, BackupError, BackupFile, Recipients};
 use crate::config::Schedule;
 
 /// The newest backup may be this much older than the interval before the row fails: a run
@@ -26,6 +27,8 @@ pub(crate) struct BackupSettings {
     pub schedule: Schedule,
     /// How often another process takes backups (`BACKUP_EXPECTED_INTERVAL`).
     pub expected_interval: Option<Duration>,
+    /// What `BACKUP_ENCRYPT_TO` gives: off, the keys, or why it would not load.
+    pub encrypt_to: Result<Option<Recipients>, String>,
 }
 
 impl BackupSettings {
@@ -46,7 +49,7 @@ impl BackupSettings {
     }
 }
 
-/// The backup_age and backup_space rows.
+/// The backup_age, backup_space and backup_encryption rows.
 pub(super) fn probe(settings: &BackupSettings, now: DateTime<Utc>) -> Vec<(RowId, Finding)> {
     let newest = backup::newest(&settings.dir);
     let newest_size = newest
@@ -67,7 +70,52 @@ pub(super) fn probe(settings: &BackupSettings, now: DateTime<Utc>) -> Vec<(RowId
             backup_age(&settings.dir, &newest, settings.interval(), now),
         ),
         (RowId::BackupSpace, space),
+        (
+            RowId::BackupEncryption,
+            backup_encryption(&settings.encrypt_to, &newest),
+        ),
     ]
+}
+
+/// Whether backups are written encrypted, and whether the newest one is.
+pub(super) fn backup_encryption(
+    encrypt_to: &Result<Option<Recipients>, String>,
+    newest: &Result<Option<BackupFile>, BackupError>,
+) -> Finding {
+    let recipients = match encrypt_to {
+        Ok(Some(recipients)) => recipients,
+        Ok(None) => {
+            return Finding::fail(
+                "off (BACKUP_ENCRYPT_TO unset)",
+                "backups are readable by whoever can read BACKUP_DIR or a copy of it: set \
+                 BACKUP_ENCRYPT_TO to an age recipients file",
+            );
+        }
+        Err(why) => {
+            return Finding::fail(
+                "BACKUP_ENCRYPT_TO unusable",
+                format!("serve and backup would refuse to start: {why}"),
+            );
+        }
+    };
+    let observed = format!(
+        "on: {} recipient(s) in {}",
+        recipients.len(),
+        recipients.path().display()
+    );
+    match newest {
+        Ok(Some(file)) if !file.encrypted => Finding::pass(
+            observed,
+            format!(
+                "new backups are encrypted; the newest, {}, predates that and is not",
+                file.name
+            ),
+        ),
+        _ => Finding::pass(
+            observed,
+            "backups are encrypted before they are written; no private key is needed here",
+        ),
+    }
 }
 
 fn whole_seconds(age: Duration) -> String {
@@ -212,6 +260,7 @@ mod tests {
             name: "taskmanager_backup_20261125_120000.jsonl.zst".into(),
             size: 1 << 20,
             taken_at,
+            encrypted: false,
         }
     }
 
@@ -283,6 +332,7 @@ mod tests {
                 daily_at: None,
             },
             expected_interval: Some(HOUR * 24),
+            encrypt_to: Ok(None),
         };
         assert_eq!(
             settings.interval(),
@@ -332,6 +382,40 @@ mod tests {
     }
 
     #[test]
+    fn encryption_is_reported_with_the_state_of_the_newest_backup() {
+        let off = backup_encryption(&Ok(None), &Ok(None));
+        assert!(
+            !off.passed && off.reason.contains("set BACKUP_ENCRYPT_TO"),
+            "{off:?}"
+        );
+        let broken = backup_encryption(&Err("BACKUP_ENCRYPT_TO: k line 1: bad".into()), &Ok(None));
+        assert!(
+            !broken.passed && broken.reason.contains("k line 1"),
+            "{broken:?}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("recipients.txt");
+        std::fs::write(
+            &keys,
+            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n",
+        )
+        .unwrap();
+        let recipients = Ok(Some(Recipients::from_file(&keys).unwrap()));
+        let mut newest = file(noon());
+        let plain = backup_encryption(&recipients, &Ok(Some(newest.clone())));
+        assert!(plain.passed, "{plain:?}");
+        assert!(plain.observed.starts_with("on: 1 recipient(s) in "));
+        assert!(plain.reason.contains("predates"), "{plain:?}");
+        newest.encrypted = true;
+        let sealed = backup_encryption(&recipients, &Ok(Some(newest)));
+        assert!(
+            sealed.passed && sealed.reason.contains("no private key"),
+            "{sealed:?}"
+        );
+    }
+
+    #[test]
     fn a_real_directory_is_measured_and_a_missing_one_fails() {
         let dir = tempfile::tempdir().unwrap();
         let space = read_space(dir.path()).unwrap();
@@ -341,6 +425,7 @@ mod tests {
             dir: dir.path().join("missing"),
             schedule: Schedule::default(),
             expected_interval: Some(HOUR),
+            encrypt_to: Ok(None),
         };
         let rows = probe(&settings, Utc::now());
         assert!(!rows[0].1.passed);

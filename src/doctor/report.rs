@@ -22,11 +22,12 @@ pub(crate) enum RowId {
     PasswordSource,
     BackupAge,
     BackupSpace,
+    BackupEncryption,
     ApiAuth,
 }
 
 impl RowId {
-    pub(crate) const ALL: [RowId; 14] = [
+    pub(crate) const ALL: [RowId; 15] = [
         Self::User,
         Self::RootFilesystem,
         Self::Tmp,
@@ -40,6 +41,7 @@ impl RowId {
         Self::PasswordSource,
         Self::BackupAge,
         Self::BackupSpace,
+        Self::BackupEncryption,
         Self::ApiAuth,
     ];
 
@@ -58,15 +60,20 @@ impl RowId {
             Self::PasswordSource => "password_source",
             Self::BackupAge => "backup_age",
             Self::BackupSpace => "backup_space",
+            Self::BackupEncryption => "backup_encryption",
             Self::ApiAuth => "api_auth",
         }
     }
 
     /// Advisory rows report a shortfall as a warning unless they are named explicitly in the
-    /// requirement: a plaintext database link on a private network, or an API without tokens
-    /// behind an authenticating proxy, can be a deliberate choice.
+    /// requirement: a plaintext database link on a private network, an API without tokens
+    /// behind an authenticating proxy, or plaintext backups on an encrypted volume, can be a
+    /// deliberate choice.
     pub(crate) fn is_advisory(self) -> bool {
-        matches!(self, Self::DatabaseTls | Self::ApiAuth)
+        matches!(
+            self,
+            Self::DatabaseTls | Self::BackupEncryption | Self::ApiAuth
+        )
     }
 }
 

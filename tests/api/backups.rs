@@ -13,7 +13,7 @@ use crate::pg;
 use crate::process::{Output, Server, run};
 
 /// A policy that keeps nothing but what prune must never delete.
-const PRUNE_ALL_BUT_NEWEST: [&str; 8] = [
+pub(crate) const PRUNE_ALL_BUT_NEWEST: [&str; 8] = [
     "backups",
     "prune",
     "--keep-last",

@@ -361,7 +361,7 @@ async fn the_readme_doctor_examples_run_as_written() {
         if command.contains("--json") {
             let json: serde_json::Value = serde_json::from_str(&stdout)
                 .unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {stdout}"));
-            assert_eq!(json["rows"].as_array().map(Vec::len), Some(14), "{stdout}");
+            assert_eq!(json["rows"].as_array().map(Vec::len), Some(15), "{stdout}");
         } else {
             assert!(stdout.starts_with("ROW "), "{command}: {stdout}");
         }
@@ -369,4 +369,57 @@ async fn the_readme_doctor_examples_run_as_written() {
             assert_eq!(code, Some(0), "{command}: {stdout}{stderr}");
         }
     }
+}
+
+/// The README's encrypted-backup block, command by command with `task-api` on the PATH: keys
+/// from `age-keygen`, an encrypted backup, a verify without the identity, and (the database
+/// lost in between) a restore with it.
+#[tokio::test]
+async fn the_readme_encryption_block_works_as_written() {
+    let readme = include_str!("../../README.md");
+    let commands = commands_between(
+        readme,
+        "<!-- begin: encryption-example",
+        "<!-- end: encryption-example",
+    );
+    assert_eq!(commands.len(), 5, "{commands:?}");
+    crate::tools::require(&[("age-keygen", "age")]);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_task-api"), bin.join("task-api")).unwrap();
+    crate::backups::big_sqlite(dir.path(), 42).await;
+    let mut outputs = Vec::new();
+    for command in &commands {
+        if command.contains("restore") {
+            // The disaster the restore is for.
+            std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+        }
+        let output = tokio::process::Command::new("bash")
+            .args(["-c", &format!("set -e; {command}")])
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("DATA_DIR", "data")
+            .env("LOG_FORMAT", "json")
+            .current_dir(dir.path())
+            .output()
+            .await
+            .expect("bash is needed");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{command}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        outputs.push(stdout);
+    }
+    assert!(outputs[2].contains(".jsonl.zst.age"), "{}", outputs[2]);
+    assert!(
+        outputs[3].contains("partly checked") && outputs[3].contains("age header intact"),
+        "{}",
+        outputs[3]
+    );
+    assert!(outputs[4].contains("restored 42 tasks"), "{}", outputs[4]);
 }

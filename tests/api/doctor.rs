@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::pg::{self, SUPERUSER_PASSWORD, free_port};
 use crate::process::{Output, run};
 
-const ROW_IDS: [&str; 14] = [
+const ROW_IDS: [&str; 15] = [
     "user",
     "root_filesystem",
     "tmp",
@@ -25,6 +25,7 @@ const ROW_IDS: [&str; 14] = [
     "password_source",
     "backup_age",
     "backup_space",
+    "backup_encryption",
     "api_auth",
 ];
 

@@ -44,6 +44,7 @@ mod cors;
 mod cursor;
 mod docs;
 mod doctor;
+mod encryption;
 mod exposition;
 mod hostile;
 mod idempotency;

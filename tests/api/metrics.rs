@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use task_api::backup::schedule::run_once;
+use task_api::backup::schedule::{Destination, run_once};
 use task_api::config::RetentionPolicy;
 use task_api::sysinfo::cgroup;
 
@@ -60,16 +60,13 @@ async fn scrape_until(app: &TestApp, done: impl Fn(&Exposition) -> bool) -> Expo
 /// metrics.
 async fn back_up(app: &TestApp, dir: &Path) {
     let observer = app.state.metrics().backup();
-    assert!(
-        run_once(
-            app.state.db(),
-            dir,
-            RetentionPolicy::default(),
-            None,
-            observer
-        )
-        .await
-    );
+    let destination = Destination {
+        dir: dir.to_owned(),
+        encrypt_to: None,
+        policy: RetentionPolicy::default(),
+        remote: None,
+    };
+    assert!(run_once(app.state.db(), &destination, observer).await);
 }
 
 /// The API's own count of tasks with `status`.

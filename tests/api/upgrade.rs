@@ -155,7 +155,10 @@ async fn a_pending_migration_on_tasks_is_preceded_by_a_backup(backend: Backend) 
     );
     let written = backups_in(&old.backup_dir());
     assert_eq!(written.len(), 1, "expected one backup: {written:?}");
-    let verified = backup::verify(&written[0]).await.unwrap();
+    let backup::Verification::Full(verified) = backup::verify(&written[0], None).await.unwrap()
+    else {
+        panic!("a plaintext backup is checked in full");
+    };
     assert_eq!(verified.trailer.rows, TASKS as u64);
     assert_eq!(app.total().await, TASKS as i64);
 
