@@ -15,13 +15,13 @@ use crate::process::{Output, run};
 
 /// A key pair written as `age-keygen` writes it: `NAME.key` (the identity) and `NAME.pub`
 /// (the recipients file).
-struct KeyPair {
-    identity: PathBuf,
-    recipients: PathBuf,
+pub(crate) struct KeyPair {
+    pub(crate) identity: PathBuf,
+    pub(crate) recipients: PathBuf,
     secret: String,
 }
 
-fn key_pair(dir: &Path, name: &str) -> KeyPair {
+pub(crate) fn key_pair(dir: &Path, name: &str) -> KeyPair {
     let key = x25519::Identity::generate();
     let secret = key.to_string().expose_secret().to_owned();
     let identity = dir.join(format!("{name}.key"));

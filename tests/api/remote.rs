@@ -501,3 +501,83 @@ async fn a_write_only_backup_job_still_backs_up_and_its_prune_reports_what_it_co
         out.stdout
     );
 }
+
+#[tokio::test]
+async fn encrypted_backups_go_offsite_as_ciphertext_and_restore_only_with_the_identity() {
+    let s3 = S3Server::start(&["task-backups"]).await;
+    let env = s3.env("s3://task-backups/sealed");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = crate::encryption::key_pair(dir.path(), "backup");
+    big_sqlite(dir.path(), 1_000).await;
+    let recipients = keys.recipients.to_str().unwrap();
+    let out = run(
+        dir.path(),
+        &["backup"],
+        &with(
+            &env,
+            &[("BACKUP_DIR", "backups"), ("BACKUP_ENCRYPT_TO", recipients)],
+        ),
+    )
+    .await;
+    succeeded(&out, "encrypted backup with a remote");
+    let name = local_backups(&dir.path().join("backups")).pop().unwrap();
+    assert!(name.ends_with(".jsonl.zst.age"), "{name}");
+    let stored = std::fs::read(s3.root.path().join("task-backups/sealed").join(&name)).unwrap();
+    assert!(stored.starts_with(b"age-encryption.org/v1"));
+    assert!(
+        !stored.windows(8).any(|w| w == b"task 500"),
+        "plaintext in the stored object"
+    );
+
+    // Without the identity the remote copy is checked as far as it can be, and says so.
+    let verify = run(
+        dir.path(),
+        &["backups", "verify", "--remote"],
+        &with(&env, &[]),
+    )
+    .await;
+    succeeded(&verify, "verify --remote without the identity");
+    assert!(
+        verify.stdout.contains("partly checked") && verify.stdout.contains("contents not checked"),
+        "{}",
+        verify.stdout
+    );
+
+    // The host is gone; a new one restores with the identity only.
+    let new_host = tempfile::tempdir().unwrap();
+    let envs = [("BACKUP_DIR", "backups"), ("DATA_DIR", "restored")];
+    let out = run(
+        new_host.path(),
+        &["restore", "--remote", "--latest"],
+        &with(&env, &envs),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    let identity = keys.identity.to_str().unwrap();
+    let with_key = [
+        ("BACKUP_DIR", "backups"),
+        ("DATA_DIR", "restored"),
+        ("BACKUP_IDENTITY_FILE", identity),
+    ];
+    let out = run(
+        new_host.path(),
+        &["restore", "--remote", "--latest"],
+        &with(&env, &with_key),
+    )
+    .await;
+    succeeded(&out, "restore --remote with the identity");
+    assert_eq!(task_count(new_host.path(), "restored").await, 1_000);
+    let verify = run(
+        new_host.path(),
+        &["backups", "verify", "--remote"],
+        &with(&env, &[("BACKUP_IDENTITY_FILE", identity)]),
+    )
+    .await;
+    succeeded(&verify, "verify --remote with the identity");
+    assert!(
+        verify.stdout.contains("1000 tasks, decrypted"),
+        "{}",
+        verify.stdout
+    );
+}
