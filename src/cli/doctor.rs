@@ -27,6 +27,7 @@ pub(super) fn settings(args: DoctorArgs) -> Result<(DoctorSettings, Format), Cli
             // Reported as a row, not refused: the doctor's job is to say what is wrong.
             encrypt_to: args.encrypt_to.load().map_err(|e| e.to_string()),
         },
+        remote: args.remote.settings().map_err(|e| e.to_string()),
         timeout: args.timeout,
         requirement: args.require,
         api_tokens: doctor::api_tokens(args.api_tokens.api_tokens_file.as_deref()),

@@ -110,6 +110,8 @@ struct DoctorArgs {
     dir: BackupDirArgs,
     #[command(flatten)]
     encrypt_to: EncryptToArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// The schedule `serve` runs backups on, if it does.
     #[command(flatten)]
     schedule: ScheduleArgs,

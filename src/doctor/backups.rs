@@ -33,7 +33,7 @@ pub(crate) struct BackupSettings {
 
 impl BackupSettings {
     /// The interval backups should appear at, and the setting it came from.
-    fn interval(&self) -> Option<(Duration, &'static str)> {
+    pub(super) fn interval(&self) -> Option<(Duration, &'static str)> {
         self.schedule
             .interval()
             .map(|i| (i, "BACKUP_EVERY/BACKUP_AT"))

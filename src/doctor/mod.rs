@@ -5,10 +5,12 @@
 //! - [`report`]: the rows, the requirement, the table and JSON forms;
 //! - [`system`]: user, mounts, cgroup limits, capabilities, no_new_privs;
 //! - [`database`]: reachability, TLS, schema and where the password comes from;
-//! - [`backups`]: age of the newest backup and room for the next.
+//! - [`backups`]: age of the newest backup and room for the next;
+//! - [`remote`]: whether backups also go off the host (BACKUP_REMOTE), and how fresh they are.
 
 mod backups;
 mod database;
+mod remote;
 mod report;
 mod system;
 
@@ -19,13 +21,15 @@ use chrono::Utc;
 pub(crate) use backups::BackupSettings;
 pub(crate) use report::{Finding, Report, Requirement, RowId};
 
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, RemoteSettings};
 
 /// Everything the self-check needs from the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct DoctorSettings {
     pub database: DatabaseSettings,
     pub backups: BackupSettings,
+    /// BACKUP_REMOTE and its settings, or why they are unusable.
+    pub remote: Result<Option<RemoteSettings>, String>,
     /// Bound on each database probe.
     pub timeout: Duration,
     pub requirement: Requirement,
@@ -38,6 +42,11 @@ pub(crate) async fn run(settings: &DoctorSettings) -> Report {
     let mut findings = system::probe(&system::Sources::default());
     findings.extend(database::probe(&settings.database, settings.timeout).await);
     findings.extend(backups::probe(&settings.backups, Utc::now()));
+    let interval = settings.backups.interval().map(|(interval, _)| interval);
+    findings.push((
+        RowId::BackupRemote,
+        remote::probe(&settings.remote, interval, settings.timeout).await,
+    ));
     findings.push((RowId::ApiAuth, api_auth(&settings.api_tokens)));
     findings.sort_by_key(|(id, _)| RowId::ALL.iter().position(|row| row == id));
     Report::new(findings, &settings.requirement)

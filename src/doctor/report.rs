@@ -23,11 +23,12 @@ pub(crate) enum RowId {
     BackupAge,
     BackupSpace,
     BackupEncryption,
+    BackupRemote,
     ApiAuth,
 }
 
 impl RowId {
-    pub(crate) const ALL: [RowId; 15] = [
+    pub(crate) const ALL: [RowId; 16] = [
         Self::User,
         Self::RootFilesystem,
         Self::Tmp,
@@ -42,6 +43,7 @@ impl RowId {
         Self::BackupAge,
         Self::BackupSpace,
         Self::BackupEncryption,
+        Self::BackupRemote,
         Self::ApiAuth,
     ];
 
@@ -61,18 +63,19 @@ impl RowId {
             Self::BackupAge => "backup_age",
             Self::BackupSpace => "backup_space",
             Self::BackupEncryption => "backup_encryption",
+            Self::BackupRemote => "backup_remote",
             Self::ApiAuth => "api_auth",
         }
     }
 
     /// Advisory rows report a shortfall as a warning unless they are named explicitly in the
     /// requirement: a plaintext database link on a private network, an API without tokens
-    /// behind an authenticating proxy, or plaintext backups on an encrypted volume, can be a
-    /// deliberate choice.
+    /// behind an authenticating proxy, plaintext backups on an encrypted volume, or backups
+    /// copied off the host by other means, can be a deliberate choice.
     pub(crate) fn is_advisory(self) -> bool {
         matches!(
             self,
-            Self::DatabaseTls | Self::BackupEncryption | Self::ApiAuth
+            Self::DatabaseTls | Self::BackupEncryption | Self::BackupRemote | Self::ApiAuth
         )
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::pg::{self, SUPERUSER_PASSWORD, free_port};
 use crate::process::{Output, run};
 
-const ROW_IDS: [&str; 15] = [
+const ROW_IDS: [&str; 16] = [
     "user",
     "root_filesystem",
     "tmp",
@@ -26,6 +26,7 @@ const ROW_IDS: [&str; 15] = [
     "backup_age",
     "backup_space",
     "backup_encryption",
+    "backup_remote",
     "api_auth",
 ];
 

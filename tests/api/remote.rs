@@ -581,3 +581,85 @@ async fn encrypted_backups_go_offsite_as_ciphertext_and_restore_only_with_the_id
         verify.stdout
     );
 }
+
+/// The `backup_remote` row of `doctor --json`: (status, observed, reason).
+async fn doctor_remote_row(dir: &Path, envs: &[(&str, &str)]) -> (String, String, String) {
+    let out = run(dir, &["doctor", "--json", "--require", "none"], envs).await;
+    succeeded(&out, "doctor --json");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let row = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "backup_remote")
+        .cloned()
+        .expect("a backup_remote row");
+    let text = |key: &str| row[key].as_str().unwrap_or_default().to_owned();
+    (text("status"), text("observed"), text("reason"))
+}
+
+#[tokio::test]
+async fn doctor_reports_whether_backups_leave_the_host_and_how_fresh_they_are() {
+    let mut s3 = S3Server::start(&["task-backups"]).await;
+    let env = s3.env("s3://task-backups/doctor");
+    let dir = tempfile::tempdir().unwrap();
+    big_sqlite(dir.path(), 10).await;
+    let local = [
+        ("BACKUP_DIR", "backups"),
+        ("BACKUP_EXPECTED_INTERVAL", "1h"),
+    ];
+
+    let (status, observed, reason) = doctor_remote_row(dir.path(), &local).await;
+    assert_eq!(status, "warn", "{observed}: {reason}");
+    assert!(reason.contains("set BACKUP_REMOTE"), "{reason}");
+
+    let (status, observed, _) = doctor_remote_row(dir.path(), &with(&env, &local)).await;
+    assert_eq!(status, "warn");
+    assert!(
+        observed.contains("reachable, writable, no backup yet"),
+        "{observed}"
+    );
+
+    succeeded(
+        &run(dir.path(), &["backup"], &with(&env, &local)).await,
+        "backup",
+    );
+    let (status, observed, reason) = doctor_remote_row(dir.path(), &with(&env, &local)).await;
+    assert_eq!(status, "pass", "{observed}: {reason}");
+    assert!(
+        observed.contains("s3://task-backups/doctor: reachable, writable; 1 backup(s)"),
+        "{observed}"
+    );
+    // The write check leaves nothing behind.
+    let list = run(
+        dir.path(),
+        &["backups", "list", "--remote"],
+        &with(&env, &[]),
+    )
+    .await;
+    assert_eq!(remote_names(&list.stdout).len(), 1, "{}", list.stdout);
+    assert_eq!(s3.parts_in_progress(), 0);
+
+    let wrong = with(
+        &env,
+        &[
+            ("BACKUP_DIR", "backups"),
+            ("AWS_SECRET_ACCESS_KEY", "wrong"),
+        ],
+    );
+    let (status, _, reason) = doctor_remote_row(dir.path(), &wrong).await;
+    assert_eq!(status, "warn");
+    assert!(reason.contains("refused the credentials"), "{reason}");
+    s3.kill().await;
+    let (status, _, reason) = doctor_remote_row(dir.path(), &with(&env, &local)).await;
+    assert_eq!(status, "warn");
+    assert!(reason.contains("cannot reach the store"), "{reason}");
+    // Named in the requirement, the row decides the exit code.
+    let out = run(
+        dir.path(),
+        &["doctor", "--require", "backup_remote"],
+        &with(&env, &local),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
+}
