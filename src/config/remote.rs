@@ -17,9 +17,10 @@ use super::{ConfigError, read_secret_file};
 /// The remote's settings as flags and environment variables.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RemoteArgs {
-    /// Object storage every backup is also copied to, as s3://BUCKET[/PREFIX]; off by default.
+    /// Object storage every backup is also copied to, as s3://BUCKET[/PREFIX]; off by default
+    /// (an empty value, as a compose file passes an unset variable, is off too).
     #[arg(long, env = "BACKUP_REMOTE")]
-    pub backup_remote: Option<RemoteUrl>,
+    pub backup_remote: Option<String>,
     /// Endpoint of an S3-compatible store other than AWS (e.g. https://s3.example.net); plain
     /// http:// is accepted for a store on the same host or network.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
@@ -152,10 +153,14 @@ impl RemoteArgs {
     /// The remote, if `BACKUP_REMOTE` names one; its settings are checked (and secret files
     /// read) here, so a mistake stops the command before any work.
     pub fn settings(self) -> Result<Option<RemoteSettings>, ConfigError> {
-        let Some(url) = self.backup_remote else {
+        let Some(url) = non_empty(self.backup_remote) else {
             return Ok(None);
         };
-        if let Some(endpoint) = &self.aws_endpoint_url
+        let url: RemoteUrl = url
+            .parse()
+            .map_err(|e| ConfigError::Remote(format!("BACKUP_REMOTE: {e}")))?;
+        let endpoint = non_empty(self.aws_endpoint_url);
+        if let Some(endpoint) = &endpoint
             && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
         {
             return Err(ConfigError::Remote(format!(
@@ -164,12 +169,12 @@ impl RemoteArgs {
         }
         let access_key_id = one_secret(
             "AWS_ACCESS_KEY_ID",
-            self.aws_access_key_id,
+            non_empty(self.aws_access_key_id),
             self.aws_access_key_id_file.as_deref(),
         )?;
         let secret_access_key = one_secret(
             "AWS_SECRET_ACCESS_KEY",
-            self.aws_secret_access_key,
+            non_empty(self.aws_secret_access_key),
             self.aws_secret_access_key_file.as_deref(),
         )?;
         let credentials = match (access_key_id, secret_access_key) {
@@ -191,13 +196,18 @@ impl RemoteArgs {
         };
         Ok(Some(RemoteSettings {
             url,
-            endpoint: self.aws_endpoint_url,
+            endpoint,
             region: self.aws_region,
             credentials,
             timeout: self.backup_remote_timeout,
             part_size: self.backup_remote_part_size.0,
         }))
     }
+}
+
+/// An empty setting means unset: compose passes `${VAR:-}` as an empty string.
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
 }
 
 /// A secret given as a value or as a file, never both.
@@ -256,7 +266,7 @@ mod tests {
 
     fn args() -> RemoteArgs {
         RemoteArgs {
-            backup_remote: Some("s3://bucket/prefix".parse().unwrap()),
+            backup_remote: Some("s3://bucket/prefix".into()),
             aws_region: "us-east-1".into(),
             backup_remote_timeout: Duration::from_secs(60),
             backup_remote_part_size: ByteSize(16 << 20),
@@ -272,6 +282,27 @@ mod tests {
             ..args()
         };
         assert!(args.settings().unwrap().is_none());
+    }
+
+    #[test]
+    fn empty_settings_count_as_unset_and_a_bad_address_names_the_variable() {
+        let empty = RemoteArgs {
+            backup_remote: Some(String::new()),
+            ..args()
+        };
+        assert!(empty.settings().unwrap().is_none());
+        let blank_endpoint = RemoteArgs {
+            aws_endpoint_url: Some(String::new()),
+            aws_access_key_id: Some(String::new()),
+            ..args()
+        };
+        let settings = blank_endpoint.settings().unwrap().unwrap();
+        assert!(settings.endpoint.is_none() && settings.credentials.is_none());
+        let bad = RemoteArgs {
+            backup_remote: Some("s3://Bad_Bucket".into()),
+            ..args()
+        };
+        assert!(bad.settings().unwrap_err().to_string().starts_with("BACKUP_REMOTE: "));
     }
 
     #[test]
