@@ -1,7 +1,7 @@
 //! Backups encrypted at rest with age (<https://age-encryption.org/v1>).
 //!
 //! The job that writes backups holds only public keys ([`Recipients`]); reading an encrypted
-//! backup's contents takes a private key ([`Identities`]). Without one, [`inspect`] still
+//! backup's contents takes a private key ([`Identities`]). Without one, `inspect` still
 //! checks what is readable: the age header and how many recipients it names.
 //!
 //! Only X25519 keys (`age1…`, `AGE-SECRET-KEY-1…`, as `age-keygen` writes them) are accepted:

@@ -302,7 +302,12 @@ mod tests {
             backup_remote: Some("s3://Bad_Bucket".into()),
             ..args()
         };
-        assert!(bad.settings().unwrap_err().to_string().starts_with("BACKUP_REMOTE: "));
+        assert!(
+            bad.settings()
+                .unwrap_err()
+                .to_string()
+                .starts_with("BACKUP_REMOTE: ")
+        );
     }
 
     #[test]
