@@ -52,6 +52,7 @@ mod metrics;
 mod migrations;
 mod operations;
 mod outage;
+mod pitr;
 mod pool;
 mod process;
 mod properties;
