@@ -5,8 +5,10 @@
 //! - [`report`]: the rows, the requirement, the table and JSON forms;
 //! - [`system`]: user, mounts, cgroup limits, capabilities, no_new_privs;
 //! - [`database`]: reachability, TLS, schema and where the password comes from;
-//! - [`backups`]: age of the newest backup and room for the next.
+//! - [`backups`]: age of the newest backup and room for the next;
+//! - [`archive`]: PostgreSQL's WAL archiver, for point-in-time recovery.
 
+mod archive;
 mod backups;
 mod database;
 mod report;
@@ -38,6 +40,10 @@ pub(crate) async fn run(settings: &DoctorSettings) -> Report {
     let mut findings = system::probe(&system::Sources::default());
     findings.extend(database::probe(&settings.database, settings.timeout).await);
     findings.extend(backups::probe(&settings.backups, Utc::now()));
+    findings.push((
+        RowId::WalArchive,
+        archive::probe(&settings.database, settings.timeout).await,
+    ));
     findings.push((RowId::ApiAuth, api_auth(&settings.api_tokens)));
     findings.sort_by_key(|(id, _)| RowId::ALL.iter().position(|row| row == id));
     Report::new(findings, &settings.requirement)

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::pg::{self, SUPERUSER_PASSWORD, free_port};
 use crate::process::{Output, run};
 
-const ROW_IDS: [&str; 14] = [
+const ROW_IDS: [&str; 15] = [
     "user",
     "root_filesystem",
     "tmp",
@@ -25,6 +25,7 @@ const ROW_IDS: [&str; 14] = [
     "password_source",
     "backup_age",
     "backup_space",
+    "wal_archive",
     "api_auth",
 ];
 
@@ -116,9 +117,16 @@ async fn json_on_sqlite_reports_every_row_and_the_database_rows_pass() {
     migrated_sqlite(dir.path()).await;
     let out = run(dir.path(), &["doctor", "--json"], &[]).await;
     let json = report(&out);
-    for id in ["database", "migrations", "password_source", "database_tls"] {
+    for id in [
+        "database",
+        "migrations",
+        "password_source",
+        "database_tls",
+        "wal_archive",
+    ] {
         assert_status(&json, id, "pass");
     }
+    assert_eq!(row(&json, "wal_archive")["required"], false, "{json}");
     assert!(
         row(&json, "database")["observed"]
             .as_str()
@@ -182,6 +190,9 @@ async fn json_on_postgres_reports_the_server_and_its_tls_state() {
     );
     // The test server has no TLS: pg_stat_ssl says so, and the advisory row warns.
     assert_status(&json, "database_tls", "warn");
+    // Nor WAL archiving: advisory while it is off (tests/api/pitr.rs has it on).
+    assert_status(&json, "wal_archive", "warn");
+    assert_eq!(row(&json, "wal_archive")["observed"], "archive_mode off");
     assert_eq!(row(&json, "database_tls")["observed"], "off");
     assert_eq!(
         row(&json, "password_source")["observed"],

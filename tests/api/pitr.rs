@@ -13,12 +13,14 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use task_api::config::{Config, DatabaseConfig};
 
 use crate::helpers::{TestApp, spawn_app_unready};
 use crate::pg::PgServer;
+use crate::process::run;
 use crate::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 
 const BUCKET: &str = "pitr";
@@ -236,6 +238,59 @@ fn restore_from_remote(remote: &Remote, server: &PgServer, target: Option<&str>)
     give_to_server_owner(&data);
 }
 
+/// The wal_archive row of `task-api doctor --json`, with only that row required: (exit code,
+/// row).
+async fn doctor_row(server: &PgServer, database: &str) -> (Option<i32>, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url(database);
+    let out = run(
+        dir.path(),
+        &["doctor", "--json", "--require", "wal_archive"],
+        &[("DATABASE_URL", url.as_str())],
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json ({e}): {}{}", out.stdout, out.stderr));
+    let row = json["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == "wal_archive").cloned())
+        .unwrap_or_else(|| panic!("no wal_archive row: {json}"));
+    (out.status.code(), row)
+}
+
+/// `/metrics` after the archiver's gauges were read again (they refresh every 15 s).
+async fn metrics(app: &TestApp) -> String {
+    app.state.metrics().archiver().refresh(app.state.db()).await;
+    let reply = app.get("/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    reply.text
+}
+
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits until archiving has failed at least once since `failed_before` failures.
+async fn wait_failed(server: &PgServer, failed_before: i64) {
+    let started = Instant::now();
+    loop {
+        let failed: i64 = scalar(server, "SELECT failed_count::text FROM pg_stat_archiver")
+            .await
+            .parse()
+            .unwrap();
+        if failed > failed_before {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "archiving did not fail within 30 s with the store down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn api(server: &PgServer, database: &str) -> TestApp {
     let mut config = Config::new(DatabaseConfig::Postgres(server.config(database)));
     config.port = 0;
@@ -273,7 +328,7 @@ async fn assert_absent(app: &TestApp, ids: &[i64], what: &str) {
 
 #[tokio::test]
 async fn a_mistake_is_undone_to_the_second_and_a_new_host_recovers_from_the_remote_alone() {
-    let remote = Remote::start().await;
+    let mut remote = Remote::start().await;
     let server = PgServer::init().expect("initdb");
     append_settings(
         &server.data_dir(),
@@ -312,18 +367,79 @@ async fn a_mistake_is_undone_to_the_second_and_a_new_host_recovers_from_the_remo
     );
     eprintln!("base backup: {:?}", started.elapsed());
 
+    // Archiving on and keeping up: the row passes and is required; the gauges are there.
+    let (code, row) = doctor_row(&server, &database).await;
+    assert_eq!((code, &row["status"]), (Some(0), &json!("pass")), "{row}");
+    assert_eq!(row["required"], true, "{row}");
+    let text = metrics(&app).await;
+    assert_eq!(
+        sample(&text, "postgres_archiver_enabled"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "postgres_archiver_failing"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "postgres_archiver_failed_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "postgres_archiver_last_archived_age_seconds").is_some_and(|age| age < 60.0),
+        "{text}"
+    );
+
+    // The store goes away: WAL waits in pg_wal, the row fails, the gauge says so.
+    remote.s3.kill().await;
+    let during_outage = create(&app, &["while the store is down"]).await;
+    scalar(&server, "SELECT pg_switch_wal()::text").await;
+    wait_failed(&server, 0).await;
+    let (code, row) = doctor_row(&server, &database).await;
+    assert_eq!((code, &row["status"]), (Some(1), &json!("fail")), "{row}");
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap()
+            .contains("has not succeeded since"),
+        "{row}"
+    );
+    let text = metrics(&app).await;
+    assert_eq!(
+        sample(&text, "postgres_archiver_failing"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "postgres_archiver_failed_total").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    // Back again: what waited is archived, and the row passes again.
+    remote.s3.restart().await;
+    let after_outage = create(&app, &["after the store came back"]).await;
+    let wal = current_wal_file(&server).await;
+    scalar(&server, "SELECT pg_switch_wal()::text").await;
+    wait_archived(&server, &wal, Duration::from_secs(30)).await;
+    let (code, row) = doctor_row(&server, &database).await;
+    assert_eq!((code, &row["status"]), (Some(0), &json!("pass")), "{row}");
+    let text = metrics(&app).await;
+    assert_eq!(
+        sample(&text, "postgres_archiver_failing"),
+        Some(0.0),
+        "{text}"
+    );
+
     // Only in the archived WAL, not in the base backup.
     let after_backup = create(&app, &["after the backup 1", "after the backup 2"]).await;
-    let before_mistake: Vec<i64> = in_base_backup
-        .iter()
-        .chain(&after_backup)
-        .copied()
-        .collect();
+    let before_mistake: Vec<i64> =
+        [in_base_backup, during_outage, after_outage, after_backup].concat();
     // The server's clock decides recovery_target_time.
     let target = scalar(&server, "SELECT clock_timestamp()::text").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The mistake: half the tasks deleted, then work goes on.
-    let deleted = [in_base_backup[0], after_backup[0]];
+    let deleted = [before_mistake[0], before_mistake[4]];
     for id in deleted {
         let reply = app
             .call(Method::DELETE, &format!("/tasks/{id}"), None)
