@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Point-in-time recovery through the compose stack, with podman: the stack with
-# compose.pitr.yaml archives WAL to an S3-compatible store (s3s-fs in a container on
-# task-db-egress), takes a base backup, suffers a mistake at a known time, and is recovered to
-# just before it with the commands of the README; the deleted tasks are checked back by id.
-# Then the plain stack (no BACKUP_REMOTE) is checked to run without archiving, as before.
+# Point-in-time recovery through the compose stack, with podman: runs the blocks of RUNBOOK.md
+# marked `<!-- runnable: pitr -->`, in order, as written, against a stack whose .env and
+# secrets/ point at an S3-compatible store (s3s-fs in a container on task-db-egress): archiving
+# on, a base backup, a mistake at a known time, recovery to just before it with the deleted
+# tasks checked by id, and a new host recovered from the store alone. Then the plain stack
+# (no BACKUP_REMOTE) is checked to run without archiving, as before.
 #
 # Standalone, from the repository root, as root, after ci/provision-podman.sh and with the
 # task-api:1.0 image built (ci/container-stage.sh builds it):   bash ci/pitr-stage.sh
 #
 # Settings (environment): HOST_PORT (default 3000), CONTAINER_STAGE_CACHE (podman-compose's
-# virtualenv), TASK_API_TEST_S3S_FS (the s3s-fs binary; default /var/cache/task-api/s3s-fs).
+# virtualenv), TASK_API_TEST_S3S_FS (the s3s-fs binary; default /var/cache/task-api/s3s-fs),
+# BLOCK_TIMEOUT (seconds one block may take, default 300).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 STAGE="pitr stage"
@@ -44,17 +46,6 @@ trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 
 db_ready() { podman exec task-db pg_isready -q -U taskuser -d taskmanager 2>/dev/null; }
 healthy() { curl -fsS --max-time 2 -o /dev/null "$API/health" 2>/dev/null; }
-promoted() { [ "$(sql 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; }
-# archived WAL: the WAL file WAL (or a later one) is in the store.
-archived() {
-  local last
-  last=$(sql "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-  [ -n "$last" ] && ! [[ "${last:0:24}" < "$1" ]]
-}
-create() {
-  curl -fsS -X POST -H 'content-type: application/json' -d "{\"title\": \"$1\"}" "$API/tasks" |
-    jq -er .data.id
-}
 status_of() { curl -s -o /dev/null -w '%{http_code}' "$API/tasks/$1"; }
 
 step "prerequisites"
@@ -68,7 +59,7 @@ done
 bash ci/standins/build.sh
 bash ci/task-db-image.sh
 
-step "the stack with compose.pitr.yaml"
+step "a stack directory whose .env and secrets/ point at a store"
 mkdir -p "$dir/deploy"
 cp compose.yaml compose.pitr.yaml .env.example "$dir/"
 cp -r deploy/postgres "$dir/deploy/"
@@ -89,47 +80,48 @@ podman network create task-db-egress >/dev/null
 podman run -d --name task-s3 --network task-db-egress -v "$S3S_FS:/usr/local/bin/s3s-fs:ro" \
   -v "$WORK/s3:/data" docker.io/library/debian:bookworm-slim \
   s3s-fs --host 0.0.0.0 --port 9000 --access-key "$S3_KEY_ID" --secret-key "$S3_KEY" /data >/dev/null
-pitr_compose up -d >"$WORK/up.log" 2>&1 || die "compose up failed: $(tail -n 20 "$WORK/up.log")"
-wait_until 90 0.5 "task-db did not become ready" db_ready
-wait_until 90 0.2 "the API did not become healthy" healthy
+step "RUNBOOK.md: the blocks marked <!-- runnable: pitr -->"
+mkdir -p "$WORK/blocks" "$WORK/bin"
+# One file per block, in document order: NNN.sh, and "NNN<TAB>line" in the index.
+awk -v out="$WORK/blocks" '
+  inblock && /^```[[:space:]]*$/ { inblock = 0; close(file); next }
+  inblock { print > file; next }
+  marked {
+    if ($0 !~ /^```(sh|bash)[[:space:]]*$/) { printf "RUNBOOK.md:%d: <!-- runnable: pitr --> must be followed by a ```sh fence\n", NR > "/dev/stderr"; exit 1 }
+    n++; marked = 0; inblock = 1; file = sprintf("%s/%03d.sh", out, n)
+    printf "%03d\t%d\n", n, NR + 1
+    next
+  }
+  /^<!-- runnable: pitr -->[[:space:]]*$/ { marked = 1 }
+' RUNBOOK.md >"$WORK/index" || die "RUNBOOK.md: cannot extract the pitr blocks"
+[ -s "$WORK/index" ] || die "RUNBOOK.md has no block marked <!-- runnable: pitr -->"
+cat >"$WORK/bin/docker" <<SHIM
+#!/usr/bin/env bash
+# docker → podman, docker compose → podman-compose (test scaffolding of ci/pitr-stage.sh)
+if [ "\${1:-}" = compose ]; then shift; exec "$CACHE/venv/bin/podman-compose" "\$@"; fi
+exec podman "\$@"
+SHIM
+chmod +x "$WORK/bin/docker"
+: >"$WORK/timings"
+while IFS=$'\t' read -r id line; do
+  block=$WORK/blocks/$id.sh
+  [ "$HOST_PORT" = 3000 ] || sed -i "s/localhost:3000/localhost:$HOST_PORT/g" "$block"
+  printf '\n--- RUNBOOK.md:%s\n' "$line"
+  sed 's/^/  $ /' "$block"
+  started=$(now_ms)
+  if ! (cd "$dir" && PATH="$WORK/bin:$PATH" timeout "${BLOCK_TIMEOUT:-300}" bash -eu -o pipefail "$block") \
+    </dev/null 2>&1 | sed 's/^/  | /'; then
+    die "the block at RUNBOOK.md:$line failed"
+  fi
+  printf '%8d ms  RUNBOOK.md:%s  %s\n' "$(($(now_ms) - started))" "$line" "$(head -n 1 "$block")" >>"$WORK/timings"
+done <"$WORK/index"
+# What the blocks showed, checked: archiving was on, the deleted tasks are back.
 [ "$(sql 'SHOW archive_mode')" = on ] || die "archive_mode is not on with BACKUP_REMOTE set"
-note "archive_mode on, archive_timeout $(sql 'SHOW archive_timeout')"
-
-step "base backup"
-start=$(now_ms)
-pitr_compose exec -T task-db pitr backup >"$WORK/backup.log" 2>&1 ||
-  die "pitr backup failed: $(tail -n 20 "$WORK/backup.log")"
-note "base backup in $(($(now_ms) - start)) ms"
-pitr_compose exec -T task-db pitr list | sed 's/^/  /'
-
-step "a mistake at a known time"
-kept=()
-for title in first second third; do kept+=("$(create "$title")"); done
-target=$(sql 'SELECT clock_timestamp()')
-sleep 1
-for id in "${kept[@]:0:2}"; do
-  curl -fsS -o /dev/null -X DELETE "$API/tasks/$id" || die "DELETE /tasks/$id failed"
-done
-later=$(create "after the mistake")
-mistake_done=$(now_ms)
-wal=$(sql 'SELECT pg_walfile_name(pg_current_wal_lsn())')
-wait_until 60 0.5 "$wal was not archived within 60 s" archived "$wal"
-note "tasks ${kept[*]} created, ${kept[*]:0:2} deleted after $target; $wal archived $(($(now_ms) - mistake_done)) ms after the mistake (no forced WAL switch)"
-
-step "recovery to just before the mistake"
-start=$(now_ms)
-pitr_compose stop task-db >/dev/null 2>&1
-pitr_compose run --rm --no-deps --entrypoint pitr task-db restore --replace "$target" |
-  sed 's/^/  /'
-pitr_compose start task-db >/dev/null 2>&1
-wait_until 120 0.5 "task-db did not finish recovery" promoted
-note "recovered in $(($(now_ms) - start)) ms (stop, restore, WAL replay, promotion)"
-wait_until 60 0.2 "the API did not become healthy after the recovery" healthy
-for id in "${kept[@]}"; do
-  [ "$(status_of "$id")" = 200 ] || die "task $id is missing after the recovery"
-done
-[ "$(status_of "$later")" = 404 ] || die "task $later, created after the target, is there"
-note "tasks ${kept[*]} are there, task $later (after the target) is not"
+while read -r id; do
+  [ "$(status_of "$id")" = 200 ] || die "task $id is missing after the recoveries"
+done <"$dir/pitr-ids.txt"
+note "tasks $(tr '\n' ' ' <"$dir/pitr-ids.txt")are back after both recoveries"
+cat "$WORK/timings"
 
 step "the plain stack: no BACKUP_REMOTE, no archiving"
 pitr_compose down -v >/dev/null 2>&1
