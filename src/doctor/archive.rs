@@ -9,9 +9,16 @@ use crate::config::{DatabaseConfig, DatabaseSettings};
 use crate::storage::{ArchiverStatus, Database};
 use crate::telemetry::error_chain;
 
-pub(super) async fn probe(settings: &DatabaseSettings, timeout: Duration) -> Finding {
+pub(super) async fn probe(
+    settings: &DatabaseSettings,
+    timeout: Duration,
+    reachable: bool,
+) -> Finding {
     if matches!(settings.database, DatabaseConfig::Sqlite { .. }) {
         return not_applicable();
+    }
+    if !reachable {
+        return Finding::fail("unknown", "the database is not reachable").advisory();
     }
     let mut bounded_settings = settings.clone();
     bounded_settings.pool.max_connections = 1;

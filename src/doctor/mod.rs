@@ -40,9 +40,13 @@ pub(crate) async fn run(settings: &DoctorSettings) -> Report {
     let mut findings = system::probe(&system::Sources::default());
     findings.extend(database::probe(&settings.database, settings.timeout).await);
     findings.extend(backups::probe(&settings.backups, Utc::now()));
+    // An unreachable database already cost one timeout: the archiver is not asked again.
+    let reachable = findings
+        .iter()
+        .any(|(id, finding)| *id == RowId::Database && finding.passed);
     findings.push((
         RowId::WalArchive,
-        archive::probe(&settings.database, settings.timeout).await,
+        archive::probe(&settings.database, settings.timeout, reachable).await,
     ));
     findings.push((RowId::ApiAuth, api_auth(&settings.api_tokens)));
     findings.sort_by_key(|(id, _)| RowId::ALL.iter().position(|row| row == id));

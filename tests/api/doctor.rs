@@ -235,6 +235,12 @@ async fn an_unreachable_database_fails_quickly_with_exit_1() {
     let reason = row(&json, "database")["reason"].as_str().unwrap();
     assert!(reason.starts_with("not reachable: "), "{reason}");
     assert_status(&json, "migrations", "fail");
+    // Whether WAL is archived is unknown, and not asked again (no second timeout).
+    assert_status(&json, "wal_archive", "warn");
+    assert_eq!(
+        row(&json, "wal_archive")["reason"],
+        "the database is not reachable"
+    );
     assert_eq!(
         json["summary"]["required_failed"],
         serde_json::json!(["database"])
