@@ -160,7 +160,7 @@ preflight() {
 # Shell scripts are checked by .ci/run's shellcheck step, with every other script.
 lint() {
   step "lint (hadolint, checkov)"
-  "$CACHE/venv/bin/hadolint" --failure-threshold info Dockerfile
+  "$CACHE/venv/bin/hadolint" --failure-threshold info Dockerfile deploy/postgres/Containerfile
   note "hadolint: clean"
   # checkov has no compose policies: it scans compose.yaml and .env.example for secrets only,
   # and compose.yaml's hardening is asserted on the running stack instead (step "compose").
@@ -173,6 +173,9 @@ lint() {
 standins() {
   step "stand-ins for public base images (ci/standins/build.sh, cached)"
   bash ci/standins/build.sh
+  # The stack's database image (postgres:16-alpine plus Barman's cloud tools), built here so
+  # that compose finds it instead of building it without the host's certificate authority.
+  bash ci/task-db-image.sh
 }
 
 build_image() {
@@ -479,6 +482,8 @@ prepare_compose_dir() {
   compose_dir=$WORK/task-api
   mkdir -p "$compose_dir"
   cp compose.yaml .env.example "$compose_dir/"
+  mkdir -p "$compose_dir/deploy"
+  cp -r deploy/postgres "$compose_dir/deploy/"
   scripts_dir=$compose_dir/scripts
   mkdir -p "$scripts_dir"
   cp scripts/backup.sh scripts/restore.sh scripts/container-engine.sh "$scripts_dir/"
@@ -587,6 +592,12 @@ check_doctor_compose() {
 }
 
 # RUNBOOK.md and DEPLOYMENT_CHECKLIST.md: every runnable block, in order, against this run's image.
+check_pitr() {
+  step "point-in-time recovery through compose (ci/pitr-stage.sh)"
+  HOST_PORT=$HOST_PORT CONTAINER_STAGE_CACHE=$CACHE bash ci/pitr-stage.sh ||
+    die "ci/pitr-stage.sh failed (its step is named above)"
+}
+
 check_runbook() {
   step "runbook and deployment checklist, run as written"
   HOST_PORT=$HOST_PORT CONTAINER_STAGE_CACHE=$CACHE bash ci/runbook-check.sh ||
@@ -608,7 +619,7 @@ main() {
     supply_chain start_database check_users_command check_read_only check_burst check_sigterm \
     check_faults check_debug_target check_doctor check_kube_play check_kube_backup_job \
     stop_database check_sqlite_volume check_compose check_backup_restore check_doctor_compose \
-    check_runbook; do
+    check_pitr check_runbook; do
     "$step"
   done
   REPORT[total]="$(($(date +%s) - start)) s"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PostgreSQL matrix: the full suite runs on Debian's PostgreSQL (15) in the tests step; this runs
-# the suites that lean on the server hardest (contract, outage, backups, migrations, upgrade) on
+# the suites that lean on the server hardest (contract, outage, backups, migrations, upgrade, pitr) on
 # 16, 17 and 18, checks pg-sandbox's stop/crash/kill/freeze on each, then restores a backup taken
 # on every major onto every other (tests/api/majors.rs) once with all four.
 #
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The suites run per major.
-readonly SUITES=(contract:: outage:: backups:: migrations:: upgrade::)
+readonly SUITES=(contract:: outage:: backups:: migrations:: upgrade:: pitr::)
 # Their tests that never touch PostgreSQL ran in the tests step: skipped here, together with
 # every test named after SQLite (the ::sqlite side of for_each_backend! and sqlite_ tests).
 # Each name is checked, so a renamed test fails this stage instead of running again unseen.

@@ -10,8 +10,8 @@
 #   bash ci/runbook-check.sh --only 'Health|Start' # run only blocks whose section matches
 #   bash ci/runbook-check.sh --list               # print the blocks found, run nothing
 #
-# Needs the image task-api:1.0 and the postgres:16-alpine image (or its stand-in) in local
-# storage, podman and podman-compose (ci/container-stage.sh provides all of them and calls this
+# Needs the image task-api:1.0, the postgres:16-alpine image (or its stand-in) and task-db's
+# image built from it (ci/task-db-image.sh) in local storage, podman and podman-compose (ci/container-stage.sh provides all of them and calls this
 # script). Settings (environment):
 #   HOST_PORT=3000             host port of the API (the documents' localhost:3000 follows it)
 #   CONTAINER_STAGE_CACHE=DIR  where ci/container-stage.sh keeps podman-compose
@@ -26,7 +26,7 @@ readonly DOCUMENTS=(RUNBOOK.md DEPLOYMENT_CHECKLIST.md)
 readonly CONTAINERS=(task-api task-db task-api-backup)
 readonly VOLUMES=(task-db-data)
 readonly NETWORKS=(task-network task-db-internal)
-readonly IMAGES=(task-api:1.0 docker.io/library/postgres:16-alpine)
+readonly IMAGES=(task-api:1.0 docker.io/library/postgres:16-alpine localhost/task-db:16-alpine)
 
 CACHE=${CONTAINER_STAGE_CACHE:-/var/cache/task-api-container-stage}
 HOST_PORT=${HOST_PORT:-3000}
@@ -121,8 +121,9 @@ trap cleanup EXIT
 
 # --- the stack's directory, as users have it: the compose file, .env.example, scripts -------
 mkdir -p "$STACK" "$WORK/bin"
-cp compose.yaml .env.example "$STACK/"
+cp compose.yaml compose.pitr.yaml .env.example "$STACK/"
 cp -r scripts "$STACK/"
+mkdir -p "$STACK/deploy" && cp -r deploy/postgres "$STACK/deploy/"
 cat >"$WORK/bin/docker" <<SHIM
 #!/usr/bin/env bash
 # docker → podman, docker compose → podman-compose (test scaffolding of ci/runbook-check.sh)

@@ -122,6 +122,16 @@ impl Application {
                 counts.refresh_every(state.db(), interval).await;
             }
         }));
+        run_in_background(Box::pin({
+            let state = state.clone();
+            async move {
+                state
+                    .metrics()
+                    .archiver()
+                    .refresh_every(state.db(), crate::metrics::ARCHIVER_REFRESH)
+                    .await;
+            }
+        }));
         if config.backup_schedule.is_enabled() {
             let state = state.clone();
             let schedule = config.backup_schedule;

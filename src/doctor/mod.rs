@@ -6,8 +6,10 @@
 //! - [`system`]: user, mounts, cgroup limits, capabilities, no_new_privs;
 //! - [`database`]: reachability, TLS, schema and where the password comes from;
 //! - [`backups`]: age of the newest backup and room for the next;
-//! - [`remote`]: whether backups also go off the host (BACKUP_REMOTE), and how fresh they are.
+//! - [`remote`]: whether backups also go off the host (BACKUP_REMOTE), and how fresh they are;
+//! - [`archive`]: PostgreSQL's WAL archiver, for point-in-time recovery.
 
+mod archive;
 mod backups;
 mod database;
 mod remote;
@@ -46,6 +48,14 @@ pub(crate) async fn run(settings: &DoctorSettings) -> Report {
     findings.push((
         RowId::BackupRemote,
         remote::probe(&settings.remote, interval, settings.timeout).await,
+    ));
+    // An unreachable database already cost one timeout: the archiver is not asked again.
+    let reachable = findings
+        .iter()
+        .any(|(id, finding)| *id == RowId::Database && finding.passed);
+    findings.push((
+        RowId::WalArchive,
+        archive::probe(&settings.database, settings.timeout, reachable).await,
     ));
     findings.push((RowId::ApiAuth, api_auth(&settings.api_tokens)));
     findings.sort_by_key(|(id, _)| RowId::ALL.iter().position(|row| row == id));

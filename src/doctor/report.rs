@@ -24,11 +24,12 @@ pub(crate) enum RowId {
     BackupSpace,
     BackupEncryption,
     BackupRemote,
+    WalArchive,
     ApiAuth,
 }
 
 impl RowId {
-    pub(crate) const ALL: [RowId; 16] = [
+    pub(crate) const ALL: [RowId; 17] = [
         Self::User,
         Self::RootFilesystem,
         Self::Tmp,
@@ -44,6 +45,7 @@ impl RowId {
         Self::BackupSpace,
         Self::BackupEncryption,
         Self::BackupRemote,
+        Self::WalArchive,
         Self::ApiAuth,
     ];
 
@@ -64,6 +66,7 @@ impl RowId {
             Self::BackupSpace => "backup_space",
             Self::BackupEncryption => "backup_encryption",
             Self::BackupRemote => "backup_remote",
+            Self::WalArchive => "wal_archive",
             Self::ApiAuth => "api_auth",
         }
     }
@@ -86,6 +89,9 @@ pub(crate) struct Finding {
     pub passed: bool,
     pub observed: String,
     pub reason: String,
+    /// Advisory this time, whatever the row: its condition does not apply to this deployment
+    /// as configured (WAL archiving that is off), so a shortfall is only a warning.
+    pub advisory: bool,
 }
 
 impl Finding {
@@ -94,6 +100,7 @@ impl Finding {
             passed: true,
             observed: observed.into(),
             reason: reason.into(),
+            advisory: false,
         }
     }
 
@@ -102,7 +109,14 @@ impl Finding {
             passed: false,
             observed: observed.into(),
             reason: reason.into(),
+            advisory: false,
         }
+    }
+
+    /// This finding is advisory (see [`Finding::advisory`](Finding#structfield.advisory)).
+    pub(crate) fn advisory(mut self) -> Self {
+        self.advisory = true;
+        self
     }
 }
 
@@ -202,8 +216,13 @@ impl Report {
         let rows: Vec<Row> = findings
             .into_iter()
             .map(|(id, finding)| {
-                let required = requirement.is_required(id);
-                let status = match (finding.passed, required || !id.is_advisory()) {
+                let advisory = id.is_advisory() || finding.advisory;
+                // Only a list that names the row makes an advisory finding required.
+                let required = match requirement {
+                    Requirement::All => !advisory,
+                    other => other.is_required(id),
+                };
+                let status = match (finding.passed, required || !advisory) {
                     (true, _) => Status::Pass,
                     (false, true) => Status::Fail,
                     (false, false) => Status::Warn,
@@ -365,6 +384,26 @@ mod tests {
         let report = Report::new(findings(), &Requirement::Rows(vec![RowId::ApiAuth]));
         assert_eq!(report.rows[2].status, Status::Fail);
         assert_eq!(report.summary.required_failed, [RowId::ApiAuth]);
+    }
+
+    #[test]
+    fn an_advisory_finding_warns_unless_its_row_is_named() {
+        let off = || {
+            vec![(
+                RowId::WalArchive,
+                Finding::fail("off", "no archiving").advisory(),
+            )]
+        };
+        let report = Report::new(off(), &Requirement::All);
+        assert_eq!(report.rows[0].status, Status::Warn);
+        assert!(!report.rows[0].required);
+        assert!(report.summary.ok);
+        let named = Report::new(off(), &Requirement::Rows(vec![RowId::WalArchive]));
+        assert_eq!(named.rows[0].status, Status::Fail);
+        assert!(!named.summary.ok);
+        let failing = vec![(RowId::WalArchive, Finding::fail("on, failing", "stuck"))];
+        let report = Report::new(failing, &Requirement::All);
+        assert_eq!(report.summary.required_failed, [RowId::WalArchive]);
     }
 
     #[test]

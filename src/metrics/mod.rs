@@ -3,8 +3,10 @@
 //!
 //! The HTTP layer reports each request here; the database pool records its own series
 //! ([`crate::storage::StorageMetrics`]); process, container and backup-directory readings are
-//! collected at each scrape; tasks by status are counted in the background.
+//! collected at each scrape; tasks by status and PostgreSQL's WAL archiver are read in the
+//! background.
 
+mod archiver;
 mod backup_dir;
 mod system;
 mod task_counts;
@@ -40,6 +42,8 @@ use crate::backup::BackupOutcome;
 use crate::backup::remote::Uploaded;
 use crate::backup::schedule::RunObserver;
 use crate::storage::Database;
+pub use archiver::ArchiverMetrics;
+pub(crate) use archiver::REFRESH as ARCHIVER_REFRESH;
 use backup_dir::BackupDirCollector;
 use system::SystemCollector;
 pub use task_counts::TaskCounts;
@@ -168,6 +172,7 @@ pub struct Metrics {
     build_info: Family<BuildLabels, Gauge>,
     backup: BackupMetrics,
     task_counts: TaskCounts,
+    archiver: ArchiverMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -227,6 +232,8 @@ impl Metrics {
         db.metrics().register(&mut registry);
         let task_counts = TaskCounts::default();
         task_counts.register(&mut registry);
+        let archiver = ArchiverMetrics::default();
+        registry.register_collector(Box::new(archiver.clone()));
         registry.register_collector(Box::new(SystemCollector));
         registry.register_collector(Box::new(BackupDirCollector::new(
             backup_dir,
@@ -236,6 +243,7 @@ impl Metrics {
             registry,
             backup,
             task_counts,
+            archiver,
             requests,
             durations,
             in_flight,
@@ -251,6 +259,10 @@ impl Metrics {
 
     pub fn task_counts(&self) -> &TaskCounts {
         &self.task_counts
+    }
+
+    pub fn archiver(&self) -> &ArchiverMetrics {
+        &self.archiver
     }
 
     /// Counts a request as in flight until the returned guard is dropped, which also covers

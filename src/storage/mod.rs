@@ -150,6 +150,37 @@ impl SchemaStatus {
     }
 }
 
+/// PostgreSQL's WAL archiver (`archive_mode` and `pg_stat_archiver`): whether WAL leaves the
+/// host for point-in-time recovery, and whether it keeps up. Ages are by the server's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiverStatus {
+    /// `archive_mode`: `off`, `on` or `always`.
+    pub mode: String,
+    pub archived_count: i64,
+    pub last_archived_wal: Option<String>,
+    /// Seconds since a WAL file was last archived.
+    pub last_archived_age: Option<f64>,
+    pub failed_count: i64,
+    pub last_failed_wal: Option<String>,
+    /// Seconds since archiving last failed.
+    pub last_failed_age: Option<f64>,
+}
+
+impl ArchiverStatus {
+    pub fn is_enabled(&self) -> bool {
+        self.mode != "off"
+    }
+
+    /// The newest attempt failed: archiving is stuck on `last_failed_wal` until it succeeds.
+    pub fn is_failing(&self) -> bool {
+        match (self.last_failed_age, self.last_archived_age) {
+            (Some(_), None) => true,
+            (Some(failed), Some(archived)) => failed < archived,
+            (None, _) => false,
+        }
+    }
+}
+
 /// Connection counts of the pool, for metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolStats {
@@ -401,6 +432,14 @@ impl Database {
             }
         }
         Ok(all)
+    }
+
+    /// PostgreSQL's WAL archiver; `None` on SQLite, which has none.
+    pub async fn archiver_status(&self) -> Result<Option<ArchiverStatus>, StorageError> {
+        if matches!(self.backend, Backend::Sqlite(_)) {
+            return Ok(None);
+        }
+        dispatch_read!(self, archiver_status())
     }
 
     /// Replaces all user-owned fields. With `expected`, writes only if the task's `updated_at`

@@ -428,6 +428,31 @@ impl PgStore {
         )
     }
 
+    pub(super) async fn archiver_status(
+        conn: &mut PgConnection,
+    ) -> Result<Option<super::ArchiverStatus>, StorageError> {
+        use sqlx::Row as _;
+        // pg_stat_archiver and archive_mode are readable without any privilege.
+        let row = sqlx::query(
+            "SELECT current_setting('archive_mode'), archived_count, last_archived_wal, \
+             extract(epoch FROM clock_timestamp() - last_archived_time)::float8, \
+             failed_count, last_failed_wal, \
+             extract(epoch FROM clock_timestamp() - last_failed_time)::float8 \
+             FROM pg_stat_archiver",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(Some(super::ArchiverStatus {
+            mode: row.try_get(0)?,
+            archived_count: row.try_get(1)?,
+            last_archived_wal: row.try_get(2)?,
+            last_archived_age: row.try_get(3)?,
+            failed_count: row.try_get(4)?,
+            last_failed_wal: row.try_get(5)?,
+            last_failed_age: row.try_get(6)?,
+        }))
+    }
+
     pub(super) async fn update_task(
         conn: &mut PgConnection,
         id: TaskId,

@@ -359,6 +359,13 @@ impl SqliteStore {
         listed(rows, total)
     }
 
+    /// SQLite archives no WAL: [`super::Database::archiver_status`] answers before asking.
+    pub(super) async fn archiver_status(
+        _conn: &mut SqliteConnection,
+    ) -> Result<Option<super::ArchiverStatus>, StorageError> {
+        Ok(None)
+    }
+
     pub(super) async fn count_by_status(
         conn: &mut SqliteConnection,
     ) -> Result<Vec<(String, i64)>, StorageError> {

@@ -361,7 +361,7 @@ async fn the_readme_doctor_examples_run_as_written() {
         if command.contains("--json") {
             let json: serde_json::Value = serde_json::from_str(&stdout)
                 .unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {stdout}"));
-            assert_eq!(json["rows"].as_array().map(Vec::len), Some(16), "{stdout}");
+            assert_eq!(json["rows"].as_array().map(Vec::len), Some(17), "{stdout}");
         } else {
             assert!(stdout.starts_with("ROW "), "{command}: {stdout}");
         }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::pg::{self, SUPERUSER_PASSWORD, free_port};
 use crate::process::{Output, run};
 
-const ROW_IDS: [&str; 16] = [
+const ROW_IDS: [&str; 17] = [
     "user",
     "root_filesystem",
     "tmp",
@@ -27,6 +27,7 @@ const ROW_IDS: [&str; 16] = [
     "backup_space",
     "backup_encryption",
     "backup_remote",
+    "wal_archive",
     "api_auth",
 ];
 
@@ -118,9 +119,16 @@ async fn json_on_sqlite_reports_every_row_and_the_database_rows_pass() {
     migrated_sqlite(dir.path()).await;
     let out = run(dir.path(), &["doctor", "--json"], &[]).await;
     let json = report(&out);
-    for id in ["database", "migrations", "password_source", "database_tls"] {
+    for id in [
+        "database",
+        "migrations",
+        "password_source",
+        "database_tls",
+        "wal_archive",
+    ] {
         assert_status(&json, id, "pass");
     }
+    assert_eq!(row(&json, "wal_archive")["required"], false, "{json}");
     assert!(
         row(&json, "database")["observed"]
             .as_str()
@@ -184,6 +192,9 @@ async fn json_on_postgres_reports_the_server_and_its_tls_state() {
     );
     // The test server has no TLS: pg_stat_ssl says so, and the advisory row warns.
     assert_status(&json, "database_tls", "warn");
+    // Nor WAL archiving: advisory while it is off (tests/api/pitr.rs has it on).
+    assert_status(&json, "wal_archive", "warn");
+    assert_eq!(row(&json, "wal_archive")["observed"], "archive_mode off");
     assert_eq!(row(&json, "database_tls")["observed"], "off");
     assert_eq!(
         row(&json, "password_source")["observed"],
@@ -226,6 +237,12 @@ async fn an_unreachable_database_fails_quickly_with_exit_1() {
     let reason = row(&json, "database")["reason"].as_str().unwrap();
     assert!(reason.starts_with("not reachable: "), "{reason}");
     assert_status(&json, "migrations", "fail");
+    // Whether WAL is archived is unknown, and not asked again (no second timeout).
+    assert_status(&json, "wal_archive", "warn");
+    assert_eq!(
+        row(&json, "wal_archive")["reason"],
+        "the database is not reachable"
+    );
     assert_eq!(
         json["summary"]["required_failed"],
         serde_json::json!(["database"])

@@ -54,6 +54,7 @@ mod migrations;
 mod moto;
 mod operations;
 mod outage;
+mod pitr;
 mod pool;
 mod process;
 mod properties;

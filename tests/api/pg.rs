@@ -77,6 +77,21 @@ impl PgServer {
         self.cluster.start().map_err(|e| e.to_string())
     }
 
+    /// The cluster's data directory (postgresql.conf lives there).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.cluster.data_dir()
+    }
+
+    /// The directory of the server's Unix socket.
+    pub(crate) fn socket_dir(&self) -> PathBuf {
+        self.cluster.socket_dir()
+    }
+
+    /// Stops the server cleanly (a fast shutdown) and waits until it has gone.
+    pub(crate) fn stop(&self) -> Result<(), String> {
+        self.cluster.stop(StopMode::Fast).map_err(|e| e.to_string())
+    }
+
     /// Stops the server the way a crash would, as far as clients can tell.
     pub(crate) fn crash(&self) -> Result<(), String> {
         self.cluster

@@ -43,4 +43,6 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "postgres stand-in: initialised $PGDATA with database $db for user $user"
 fi
 
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA"
+# Like the public image, further arguments (-c name=value) go to the server.
+shift
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" "$@"
