@@ -1077,3 +1077,57 @@ async fn a_failing_schedule_is_counted_retried_and_does_not_hurt_the_api() {
     );
     assert!(server.logs().contains("backup failed"), "{}", server.logs());
 }
+
+/// A drill that is cancelled or fails before it discards its scratch database still removes
+/// it: dropping the guard removes it in the background. On a private server, so no other
+/// test's drill is counted.
+#[tokio::test]
+async fn a_scratch_database_dropped_without_discard_still_goes_away() {
+    let server = pg::PgServer::start_new().expect("a private PostgreSQL server");
+    let name = server.create_database().await;
+    let settings =
+        task_api::config::DatabaseSettings::new(DatabaseConfig::Postgres(server.config(&name)));
+    let live = task_api::storage::Database::connect_lazy(&settings).unwrap();
+    let scratch = live.scratch(&settings).await.unwrap();
+    let scratch_name = scratch.name().to_owned();
+    assert!(
+        scratch_name.starts_with(&format!("{name}_drill_")),
+        "{scratch_name}"
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&server.url("postgres"))
+        .await
+        .unwrap();
+    assert_eq!(count_named(&mut conn, &scratch_name).await, 1);
+    // Its pool holds connections, as a drill's restore would.
+    scratch.database().migrate().await.unwrap();
+    drop(scratch);
+    let started = Instant::now();
+    while count_named(&mut conn, &scratch_name).await != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{scratch_name} was left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // SQLite: the scratch file goes with its directory at once.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = task_api::config::DatabaseSettings::new(DatabaseConfig::Sqlite {
+        path: dir.path().join("tasks.db"),
+    });
+    let live = task_api::storage::Database::connect_lazy(&sqlite).unwrap();
+    let scratch = live.scratch(&sqlite).await.unwrap();
+    let file = std::path::PathBuf::from(scratch.name());
+    let parent = file.parent().unwrap().to_owned();
+    assert!(parent.exists());
+    drop(scratch);
+    assert!(!parent.exists(), "{} was left behind", parent.display());
+}
+
+async fn count_named(conn: &mut sqlx::PgConnection, name: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
