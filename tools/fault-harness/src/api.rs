@@ -111,15 +111,15 @@ impl Api {
     }
 
     /// GET `path` on a fresh connection: the status (None without an answer) and the time.
-    pub(crate) async fn probe_get(&self, path: &str) -> (Option<u16>, Duration) {
+    pub(crate) async fn probe_get(&self, path: &str) -> (Result<u16, String>, Duration) {
         let started = Instant::now();
         let status = self
             .probe
             .get(format!("{}{path}", self.base))
             .send()
             .await
-            .ok()
-            .map(|r| r.status().as_u16());
+            .map(|r| r.status().as_u16())
+            .map_err(|e| describe(&e));
         (status, started.elapsed())
     }
 
@@ -127,7 +127,7 @@ impl Api {
     pub(crate) async fn wait_ready(&self, limit: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
         loop {
-            if self.probe_get("/readyz").await.0 == Some(200) {
+            if self.probe_get("/readyz").await.0 == Ok(200) {
                 return Ok(started.elapsed());
             }
             if started.elapsed() > limit {
@@ -229,4 +229,20 @@ async fn create_with(
         Err(e) if e.is_timeout() => CreateOutcome::TimedOut,
         Err(_) => CreateOutcome::NoAnswer,
     }
+}
+
+/// Why a request got no HTTP answer, in a few words: the kind and the innermost cause.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "cannot connect"
+    } else if error.is_timeout() {
+        "timed out"
+    } else {
+        "no answer"
+    };
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    format!("{kind}: {cause}")
 }

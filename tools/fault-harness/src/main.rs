@@ -351,6 +351,15 @@ fn print_summary(report: &Report, ledger: &Ledger, audit: &audit::Audit, elapsed
             report.in_flight_at_sigterm.len()
         );
     }
+    if !report.livez_retried.is_empty() {
+        println!(
+            "/livez: {} probes answered only on an immediate retry",
+            report.livez_retried.len()
+        );
+        for miss in &report.livez_retried {
+            println!("  first miss: {miss}");
+        }
+    }
     println!("elapsed: {elapsed:.0?}");
     for (what, list) in [
         ("lost", &audit.lost),
