@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Point-in-time recovery through the compose stack, with podman: runs the blocks of RUNBOOK.md
 # marked `<!-- runnable: pitr -->`, in order, as written, against a stack whose .env and
-# secrets/ point at an S3-compatible store (s3s-fs in a container on task-db-egress): archiving
+# secrets/ point at an S3-compatible store (s3s-fs in a container on task-backup-egress): archiving
 # on, a base backup, a mistake at a known time, recovery to just before it with the deleted
-# tasks checked by id, and a new host recovered from the store alone. Then the plain stack
-# (no BACKUP_REMOTE) is checked to run without archiving, as before.
+# tasks checked by id, a logical backup uploaded by the backup service, and a new host recovered
+# from the store alone. Then the plain stack (no BACKUP_REMOTE) is checked to run without
+# archiving, as before.
 #
 # Standalone, from the repository root, as root, after ci/provision-podman.sh and with the
 # task-api:1.0 image built (ci/container-stage.sh builds it):   bash ci/pitr-stage.sh
@@ -27,16 +28,16 @@ WORK=$(mktemp -d /tmp/pitr-stage.XXXXXX)
 dir=$WORK/task-api
 
 compose() { (cd "$dir" && "$CACHE/venv/bin/podman-compose" "$@"); }
-pitr_compose() { compose -f compose.yaml -f compose.pitr.yaml "$@"; }
+pitr_compose() { compose -f compose.yaml -f compose.offsite.yaml "$@"; }
 sql() { podman exec task-db psql -U taskuser -d taskmanager -Atc "$1"; }
 
 cleanup() {
   local rc=$?
   set +e
   trap - EXIT ERR
-  if [ -f "$dir/compose.pitr.yaml" ]; then pitr_compose down -v >/dev/null 2>&1; fi
+  if [ -f "$dir/compose.offsite.yaml" ]; then pitr_compose down -v >/dev/null 2>&1; fi
   podman rm -f -t 0 task-s3 >/dev/null 2>&1
-  podman network rm -f task-db-egress >/dev/null 2>&1
+  podman network rm -f task-backup-egress >/dev/null 2>&1
   rm -rf "$WORK"
   failure_banner "$rc"
   exit "$rc"
@@ -61,7 +62,7 @@ bash ci/task-db-image.sh
 
 step "a stack directory whose .env and secrets/ point at a store"
 mkdir -p "$dir/deploy"
-cp compose.yaml compose.pitr.yaml .env.example "$dir/"
+cp compose.yaml compose.offsite.yaml .env.example "$dir/"
 cp -r deploy/postgres "$dir/deploy/"
 (
   cd "$dir"
@@ -76,8 +77,8 @@ cp -r deploy/postgres "$dir/deploy/"
     "$HOST_PORT" >>.env
 )
 mkdir -p "$WORK/s3/task-backups"
-podman network create task-db-egress >/dev/null
-podman run -d --name task-s3 --network task-db-egress -v "$S3S_FS:/usr/local/bin/s3s-fs:ro" \
+podman network create task-backup-egress >/dev/null
+podman run -d --name task-s3 --network task-backup-egress -v "$S3S_FS:/usr/local/bin/s3s-fs:ro" \
   -v "$WORK/s3:/data" docker.io/library/debian:bookworm-slim \
   s3s-fs --host 0.0.0.0 --port 9000 --access-key "$S3_KEY_ID" --secret-key "$S3_KEY" /data >/dev/null
 step "RUNBOOK.md: the blocks marked <!-- runnable: pitr -->"
@@ -121,6 +122,10 @@ while read -r id; do
   [ "$(status_of "$id")" = 200 ] || die "task $id is missing after the recoveries"
 done <"$dir/pitr-ids.txt"
 note "tasks $(tr '\n' ' ' <"$dir/pitr-ids.txt")are back after both recoveries"
+# The backup service's uploads, seen from the store's side: objects directly under the prefix.
+uploaded=$(find "$WORK/s3/task-backups/prod" -maxdepth 1 -type f -name '*.jsonl.zst' | wc -l)
+[ "$uploaded" -ge 1 ] || die "the backup service uploaded no backup to the store"
+note "the backup service uploaded $uploaded logical backups beside the WAL archive"
 cat "$WORK/timings"
 
 step "the plain stack: no BACKUP_REMOTE, no archiving"

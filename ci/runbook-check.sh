@@ -121,7 +121,7 @@ trap cleanup EXIT
 
 # --- the stack's directory, as users have it: the compose file, .env.example, scripts -------
 mkdir -p "$STACK" "$WORK/bin"
-cp compose.yaml compose.pitr.yaml .env.example "$STACK/"
+cp compose.yaml compose.offsite.yaml .env.example "$STACK/"
 cp -r scripts "$STACK/"
 mkdir -p "$STACK/deploy" && cp -r deploy/postgres "$STACK/deploy/"
 cat >"$WORK/bin/docker" <<SHIM

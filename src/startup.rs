@@ -103,12 +103,19 @@ impl Application {
         let run_in_background = |job| {
             background.spawn(stop_background.clone().run_until_cancelled_owned(job));
         };
+        let remote = config
+            .backup_remote
+            .as_ref()
+            .map(backup::remote::Remote::new)
+            .transpose()?;
         run_in_background(Box::pin(prepare_schema(
             state.clone(),
             config.migrate_on_start,
-            config
-                .backup_before_migrate
-                .then(|| (config.backup_dir.clone(), config.backup_encrypt_to.clone())),
+            config.backup_before_migrate.then(|| PreMigrationBackup {
+                dir: config.backup_dir.clone(),
+                encrypt_to: config.backup_encrypt_to.clone(),
+                remote: remote.clone(),
+            }),
         )) as BackgroundJob);
         if let Some(watch) = password_reload::watch(state.db(), &config.db) {
             run_in_background(Box::pin(watch));
@@ -139,11 +146,7 @@ impl Application {
                 dir: config.backup_dir.clone(),
                 encrypt_to: config.backup_encrypt_to.clone(),
                 policy: config.retention,
-                remote: config
-                    .backup_remote
-                    .as_ref()
-                    .map(backup::remote::Remote::new)
-                    .transpose()?,
+                remote,
             };
             let stopped = stop_serving.clone();
             run_in_background(Box::pin(async move {
@@ -209,25 +212,33 @@ async fn drain_on(
     stop_serving.cancel();
 }
 
+/// Where the backup before migrating goes: a directory, the keys to encrypt to, and the store
+/// it is then copied to.
+struct PreMigrationBackup {
+    dir: PathBuf,
+    encrypt_to: Option<Recipients>,
+    remote: Option<backup::remote::Remote>,
+}
+
 /// Brings the schema up to date (or, with migrations disabled, waits until someone does),
 /// retrying with backoff while the database is unreachable. With `backup_to` (a directory and
 /// the keys to encrypt to, if any), pending migrations meet a database holding tasks only after
 /// a backup into it succeeded; until then the service stays not ready.
-async fn prepare_schema(
-    state: AppState,
-    migrate: bool,
-    backup_to: Option<(PathBuf, Option<Recipients>)>,
-) {
+async fn prepare_schema(state: AppState, migrate: bool, backup_to: Option<PreMigrationBackup>) {
     let db = state.db();
     let mut delay = Duration::from_millis(100);
     let mut backed_up = false;
     loop {
         let attempt = async {
             if migrate {
-                if let (Some((dir, encrypt_to)), false) = (&backup_to, backed_up) {
-                    backed_up = pre_migration::backup_if_needed(db, dir, encrypt_to.as_ref())
-                        .await?
-                        .is_some();
+                if let (Some(to), false) = (&backup_to, backed_up) {
+                    backed_up =
+                        pre_migration::backup_if_needed(db, &to.dir, to.encrypt_to.as_ref())
+                            .await?
+                            .is_some();
+                    if let (true, Some(remote)) = (backed_up, &to.remote) {
+                        pre_migration::upload_off_site(remote, &to.dir).await;
+                    }
                 }
                 db.migrate().await?;
             }

@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{BackupError, BackupOutcome, Recipients, create};
+use super::remote::{Remote, Uploaded};
+use super::{BackupError, BackupOutcome, Recipients, create, offsite};
 use crate::storage::{Database, StorageError};
+use crate::telemetry::error_chain;
 
 /// Why pending migrations were not applied.
 #[derive(Debug, thiserror::Error)]
@@ -68,4 +70,33 @@ pub(crate) async fn backup_if_needed(
         "backup written before applying migrations"
     );
     Ok(Some(outcome))
+}
+
+/// Copies the backup just written (and any other the store lacks) off site. A failure does not
+/// hold the migration back: the local copy is what undoes a bad migration, the off-site one is
+/// for losing the host, and the next backup run uploads whatever is missing.
+pub(crate) async fn upload_off_site(remote: &Remote, dir: &Path) -> Vec<Uploaded> {
+    match offsite::upload_missing(remote, dir).await {
+        Ok(uploaded) => {
+            for upload in &uploaded {
+                tracing::info!(
+                    remote = %remote.url(),
+                    file = %upload.name,
+                    bytes = upload.size,
+                    sha256 = %upload.sha256,
+                    "backup before migrating uploaded and read back"
+                );
+            }
+            uploaded
+        }
+        Err(error) => {
+            tracing::warn!(
+                remote = %remote.url(),
+                error = %error_chain(&error),
+                "the backup before migrating was not uploaded; the local copy is kept and the \
+                 next backup run uploads it"
+            );
+            Vec::new()
+        }
+    }
 }

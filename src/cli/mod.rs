@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backup::Recipients;
 use crate::backup::pre_migration::{self, PreMigrationError};
+use crate::backup::remote::Remote;
 use crate::config::{
     ApiTokenArgs, BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings,
     EncryptToArgs, EncryptionArgs, ExpectedBackupArgs, IdentityArgs, ListenArgs, PreMigrationArgs,
@@ -55,7 +56,7 @@ enum Command {
         db: DatabaseArgs,
     },
     /// Apply pending database migrations and exit; a database holding tasks is first backed
-    /// up into BACKUP_DIR.
+    /// up into BACKUP_DIR (and copied to BACKUP_REMOTE when set).
     Migrate {
         #[command(flatten)]
         db: DatabaseArgs,
@@ -65,6 +66,8 @@ enum Command {
         encrypt_to: EncryptToArgs,
         #[command(flatten)]
         pre_migration: PreMigrationArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Probe the running server once (exit 0 when healthy, 1 otherwise); for HEALTHCHECK.
     Healthcheck(HealthcheckArgs),
@@ -338,12 +341,21 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             dir,
             encrypt_to,
             pre_migration,
+            remote,
         } => {
             let settings = DatabaseSettings::try_from(db)?;
             let encrypt_to = encrypt_to.load()?;
+            let remote = remote
+                .settings()?
+                .map(|s| Remote::new(&s))
+                .transpose()
+                .map_err(|e| CliError::failed(&e))?;
             telemetry::init(cli.log_format);
-            let backup_to =
-                (!pre_migration.no_backup_before_migrate).then_some((dir.backup_dir, encrypt_to));
+            let backup_to = (!pre_migration.no_backup_before_migrate).then_some(BackupTo {
+                dir: dir.backup_dir,
+                encrypt_to,
+                remote,
+            });
             runtime(true)?.block_on(migrate(settings, backup_to))
         }
         Command::Healthcheck(args) => runtime(false)?.block_on(probe(args)),
@@ -412,18 +424,29 @@ async fn serve(config: Config) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(&e))
 }
 
+/// Where `migrate` writes its backup before migrating, and where it copies it.
+struct BackupTo {
+    dir: PathBuf,
+    encrypt_to: Option<Recipients>,
+    remote: Option<Remote>,
+}
+
 /// `task-api migrate`: with `backup_to` (a directory, and the keys to encrypt to if any), a
 /// database holding tasks gets a backup there before any pending migration runs, and no
 /// migration runs if that backup fails.
-async fn migrate(
-    settings: DatabaseSettings,
-    backup_to: Option<(PathBuf, Option<Recipients>)>,
-) -> Result<(), CliError> {
+async fn migrate(settings: DatabaseSettings, backup_to: Option<BackupTo>) -> Result<(), CliError> {
     let db = Database::connect_lazy(&settings).map_err(|e| CliError::failed(&e))?;
     let outcome = async {
         let backup = match &backup_to {
-            Some((dir, encrypt_to)) => {
-                pre_migration::backup_if_needed(&db, dir, encrypt_to.as_ref()).await?
+            Some(to) => {
+                let backup =
+                    pre_migration::backup_if_needed(&db, &to.dir, to.encrypt_to.as_ref()).await?;
+                if let (Some(_), Some(remote)) = (&backup, &to.remote) {
+                    for upload in pre_migration::upload_off_site(remote, &to.dir).await {
+                        println!("uploaded to {}: {}", remote.url(), upload.name);
+                    }
+                }
+                backup
             }
             None => None,
         };

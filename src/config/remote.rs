@@ -25,8 +25,8 @@ pub struct RemoteArgs {
     /// http:// is accepted for a store on the same host or network.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
-    /// Region of the bucket.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    /// Region of the bucket (empty means the default, as compose passes an unset variable).
+    #[arg(long, env = "AWS_REGION", default_value = DEFAULT_REGION)]
     pub aws_region: String,
     /// Access key id (prefer AWS_ACCESS_KEY_ID_FILE); without keys, the instance's or pod's
     /// own AWS credentials are used.
@@ -51,6 +51,10 @@ pub struct RemoteArgs {
           value_parser = parse_part_size)]
     pub backup_remote_part_size: ByteSize,
 }
+
+/// The region a bucket is in when none is named: AWS's own default, which S3-compatible stores
+/// accept whatever their location.
+const DEFAULT_REGION: &str = "us-east-1";
 
 /// A size in bytes, written with a binary unit (`16MiB`) or as a plain number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,7 +201,7 @@ impl RemoteArgs {
         Ok(Some(RemoteSettings {
             url,
             endpoint,
-            region: self.aws_region,
+            region: non_empty(Some(self.aws_region)).unwrap_or_else(|| DEFAULT_REGION.to_owned()),
             credentials,
             timeout: self.backup_remote_timeout,
             part_size: self.backup_remote_part_size.0,
@@ -267,7 +271,7 @@ mod tests {
     fn args() -> RemoteArgs {
         RemoteArgs {
             backup_remote: Some("s3://bucket/prefix".into()),
-            aws_region: "us-east-1".into(),
+            aws_region: DEFAULT_REGION.into(),
             backup_remote_timeout: Duration::from_secs(60),
             backup_remote_part_size: ByteSize(16 << 20),
             ..RemoteArgs::default()
@@ -294,10 +298,12 @@ mod tests {
         let blank_endpoint = RemoteArgs {
             aws_endpoint_url: Some(String::new()),
             aws_access_key_id: Some(String::new()),
+            aws_region: String::new(),
             ..args()
         };
         let settings = blank_endpoint.settings().unwrap().unwrap();
         assert!(settings.endpoint.is_none() && settings.credentials.is_none());
+        assert_eq!(settings.region, DEFAULT_REGION);
         let bad = RemoteArgs {
             backup_remote: Some("s3://Bad_Bucket".into()),
             ..args()

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use task_api::config::{RemoteSettings, StaticCredentials};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -96,6 +97,22 @@ impl S3Server {
             ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
         ]
+    }
+
+    /// In-process settings for `remote` (s3://bucket/prefix) on this server, with the
+    /// defaults a command line gets.
+    pub(crate) fn settings(&self, remote: &str) -> RemoteSettings {
+        RemoteSettings {
+            url: remote.parse().unwrap(),
+            endpoint: Some(self.endpoint()),
+            region: "us-east-1".into(),
+            credentials: Some(StaticCredentials {
+                access_key_id: ACCESS_KEY.into(),
+                secret_access_key: SECRET_KEY.into(),
+            }),
+            timeout: Duration::from_secs(60),
+            part_size: 16 << 20,
+        }
     }
 
     /// Kills the server at once, as a crash would.

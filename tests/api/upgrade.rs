@@ -16,6 +16,7 @@ use task_api::storage::Database;
 
 use crate::helpers::{Backend, TestApp};
 use crate::pg;
+use crate::s3::S3Server;
 
 const TASKS: usize = 3;
 /// The next release's extra migration; its table shows whether it ran.
@@ -204,6 +205,31 @@ async fn the_backup_is_skipped_only_when_disabled(backend: Backend) {
     assert!(backups_in(&old.backup_dir()).is_empty());
 }
 
+/// With BACKUP_REMOTE set, the backup before migrating is copied off site before the
+/// migration runs: it is in the store, byte for byte, by the time the service is ready.
+async fn the_backup_before_migrating_is_copied_off_site(backend: Backend) {
+    let s3 = S3Server::start(&["task-backups"]).await;
+    let old = OldRelease::create(backend).await;
+    let app = old
+        .upgrade(|c| c.backup_remote = Some(s3.settings("s3://task-backups/upgrades")))
+        .await;
+    app.wait_until_ready().await;
+    assert!(
+        old.probe_applied().await,
+        "the pending migration did not run"
+    );
+    let written = backups_in(&old.backup_dir());
+    assert_eq!(written.len(), 1, "expected one backup: {written:?}");
+    let name = written[0].file_name().unwrap();
+    let stored = s3.root.path().join("task-backups/upgrades").join(name);
+    assert_eq!(
+        std::fs::read(&stored).ok(),
+        std::fs::read(&written[0]).ok(),
+        "{} is not in the store as written",
+        stored.display()
+    );
+}
+
 /// A new database has no tasks to protect: the first start writes no backup.
 async fn a_new_database_needs_no_backup(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -218,6 +244,7 @@ for_each_backend!(
     a_failed_backup_keeps_the_migration_from_running,
     the_backup_is_skipped_only_when_disabled,
     a_new_database_needs_no_backup,
+    the_backup_before_migrating_is_copied_off_site,
 );
 
 #[tokio::test]
@@ -238,6 +265,18 @@ async fn migrate_says_whether_it_backed_up_first() {
     .await;
     assert!(disabled.status.success(), "{}", disabled.stderr);
     assert!(disabled.stdout.contains("disabled"), "{}", disabled.stdout);
+    let bad_remote = crate::process::run(
+        dir.path(),
+        &["migrate"],
+        &[("BACKUP_REMOTE", "s3://Not_A_Bucket")],
+    )
+    .await;
+    assert_eq!(bad_remote.status.code(), Some(2), "{}", bad_remote.stderr);
+    assert!(
+        bad_remote.stderr.contains("BACKUP_REMOTE"),
+        "{}",
+        bad_remote.stderr
+    );
     let bad = crate::process::run(
         dir.path(),
         &["serve"],
