@@ -45,6 +45,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 
+# test_at_least N COMMAND...: COMMAND prints a number of at least N.
+test_at_least() {
+  local n=$1
+  shift
+  [ "$("$@")" -ge "$n" ]
+}
 db_ready() { podman exec task-db pg_isready -q -U taskuser -d taskmanager 2>/dev/null; }
 healthy() { curl -fsS --max-time 2 -o /dev/null "$API/health" 2>/dev/null; }
 status_of() { curl -s -o /dev/null -w '%{http_code}' "$API/tasks/$1"; }
@@ -127,6 +133,19 @@ uploaded=$(find "$WORK/s3/task-backups/prod" -maxdepth 1 -type f -name '*.jsonl.
 [ "$uploaded" -ge 1 ] || die "the backup service uploaded no backup to the store"
 note "the backup service uploaded $uploaded logical backups beside the WAL archive"
 cat "$WORK/timings"
+
+step "scheduled base backups and their retention"
+# Every 20 s, keeping 2: the scheduler's backups, each followed by a prune, leave exactly the
+# two newest of all the stage's base backups.
+printf 'BASE_BACKUP_EVERY=20s\nPITR_RETENTION=REDUNDANCY 2\n' >>"$dir/.env"
+pitr_compose down >/dev/null 2>&1
+pitr_compose up -d >"$WORK/up.log" 2>&1 || die "compose up failed: $(tail -n 20 "$WORK/up.log")"
+scheduled_backups() { podman logs task-db 2>&1 | grep -c 'pitr schedule: base backup done' || true; }
+wait_until 240 2 "the scheduler did not take two base backups: $(podman logs --tail 20 task-db 2>&1)" \
+  test_at_least 2 scheduled_backups
+kept=$(podman exec task-db pitr list | grep -cE '^[0-9]{8}T[0-9]{6} ' || true)
+[ "$kept" = 2 ] || die "PITR_RETENTION=REDUNDANCY 2 kept $kept base backups: $(podman exec task-db pitr list)"
+note "two scheduled base backups taken; retention kept the 2 newest"
 
 step "the plain stack: no BACKUP_REMOTE, no archiving"
 pitr_compose down -v >/dev/null 2>&1

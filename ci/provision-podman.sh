@@ -16,7 +16,7 @@ trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 CACHE=${CONTAINER_STAGE_CACHE:-/var/cache/task-api-container-stage}
 
 [ "$(id -u)" = 0 ] || die "run as root: it installs packages and writes /etc/containers/containers.conf"
-install_debs podman runc golang-github-containernetworking-plugin-dnsname debootstrap curl jq \
+install_debs podman runc catatonit golang-github-containernetworking-plugin-dnsname debootstrap curl jq \
   python3-venv
 
 # runc instead of crun (crun fails on hybrid cgroups here); no default rlimits (the runtime

@@ -9,6 +9,12 @@
 #   pitr restore-wal NAME PATH   restore_command
 #   pitr backup                  a base backup of the running server
 #   pitr list                    the base backups in the remote
+#   pitr prune                   deletes base backups, and the WAL only they need, outside
+#                                PITR_RETENTION (default: RECOVERY WINDOW OF 7 DAYS); the newest
+#                                base backup is always kept
+#   pitr schedule                runs until stopped: a base backup whenever the newest is older
+#                                than BASE_BACKUP_EVERY (default 24h; s, m, h or d), each followed
+#                                by a prune (the entry point starts it when BACKUP_REMOTE is set)
 #   pitr restore [--replace] [TIME]
 #                                with the server stopped: the latest base backup into PGDATA, set
 #                                to replay archived WAL up to TIME (all of it without TIME), then
@@ -58,6 +64,32 @@ tool() {
   "$barman/barman-cloud-$name" $endpoint $options "$BACKUP_REMOTE" "$server" "$@"
 }
 
+# seconds DURATION: 90s, 15m, 24h or 7d in seconds.
+seconds() {
+  number=${1%[smhd]}
+  case "$number" in
+    "" | *[!0-9]* | "$1") die "BASE_BACKUP_EVERY: '$1' is not a duration such as 30m, 24h or 7d" ;;
+  esac
+  case "$1" in
+    *s) echo "$number" ;;
+    *m) echo $((number * 60)) ;;
+    *h) echo $((number * 3600)) ;;
+    *) echo $((number * 86400)) ;;
+  esac
+}
+
+# The newest completed base backup's age in seconds; nothing when there is none.
+newest_backup_age() {
+  tool backup-list --format json -- | /opt/barman/bin/python3 -c '
+import datetime, json, sys
+done = [b["end_time_iso"] for b in json.load(sys.stdin)["backups_list"]
+        if b.get("status") == "DONE" and b.get("end_time_iso")]
+if done:
+    newest = max(datetime.datetime.fromisoformat(t) for t in done)
+    print(int((datetime.datetime.now(datetime.timezone.utc) - newest).total_seconds()))
+'
+}
+
 command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
@@ -74,6 +106,41 @@ case "$command" in
     ;;
   list)
     tool backup-list --
+    ;;
+  prune)
+    retention=${PITR_RETENTION:-RECOVERY WINDOW OF 7 DAYS}
+    endpoint=""
+    if [ -n "${AWS_ENDPOINT_URL:-}" ]; then endpoint="--endpoint-url $AWS_ENDPOINT_URL"; fi
+    # The policy holds spaces: it cannot go through tool's word-split options.
+    # shellcheck disable=SC2086
+    "$barman/barman-cloud-backup-delete" $endpoint --minimum-redundancy 1 \
+      --retention-policy "$retention" "$BACKUP_REMOTE" "$server"
+    echo "pitr: pruned to $retention (at least one base backup kept)"
+    ;;
+  schedule)
+    every=$(seconds "${BASE_BACKUP_EVERY:-24h}")
+    [ "$every" -gt 0 ] || die "BASE_BACKUP_EVERY must be longer than 0s"
+    while :; do
+      # Over TCP: the entry point's first-start server listens on the socket only, and must not
+      # be backed up.
+      until pg_isready -q -h 127.0.0.1 -p "${PGPORT:-5432}"; do sleep 5; done
+      if ! age=$(newest_backup_age); then
+        echo "pitr schedule: cannot list the base backups; trying again in 5 minutes" >&2
+        sleep 300
+        continue
+      fi
+      if [ -n "$age" ] && [ "$age" -lt "$every" ]; then
+        sleep $((every - age))
+        continue
+      fi
+      echo "pitr schedule: base backup started (newest was ${age:-none}${age:+ s old})"
+      if "$0" backup && "$0" prune; then
+        echo "pitr schedule: base backup done"
+      else
+        echo "pitr schedule: base backup or prune failed; trying again in 5 minutes" >&2
+        sleep 300
+      fi
+    done
     ;;
   restore)
     replace=false
@@ -98,6 +165,6 @@ case "$command" in
     echo "pitr: restored the latest base backup into $PGDATA; start the server to replay WAL${target:+ up to $target}"
     ;;
   *)
-    die "usage: pitr archive-wal PATH | restore-wal NAME PATH | backup | list | restore [--replace] [TIME]"
+    die "usage: pitr archive-wal PATH | restore-wal NAME PATH | backup | list | prune | schedule | restore [--replace] [TIME]"
     ;;
 esac
