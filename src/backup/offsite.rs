@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::remote::{DeleteError, Remote, RemoteBackup, Uploaded};
+use super::remote::{DeleteError, Remote, RemoteBackup, Uploaded, hash_file};
 use super::{BackupError, Identities, Verification, files, retention, verify_file};
 use crate::config::RetentionPolicy;
 
@@ -97,13 +97,9 @@ pub async fn fetch(
     })
 }
 
+/// Compared by digest, streamed: a backup can be far larger than memory.
 async fn same_content(a: &Path, b: &Path) -> Result<bool, BackupError> {
-    let (a, b) = (a.to_owned(), b.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| BackupError::io(p, e));
-        Ok(read(&a)? == read(&b)?)
-    })
-    .await?
+    Ok(hash_file(a).await? == hash_file(b).await?)
 }
 
 /// Every remote backup (or just `name`), newest first, downloaded into a scratch directory

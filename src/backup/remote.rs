@@ -371,7 +371,8 @@ pub enum DeleteError {
     Failed(BackupError),
 }
 
-async fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
+/// A file's SHA-256 (hex) and size, read in a blocking thread.
+pub(super) async fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
     let owned = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&owned).map_err(|e| BackupError::io(&owned, e))?;
@@ -385,15 +386,7 @@ async fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
 /// One line saying what went wrong, in the operator's terms: the S3 error code when the store
 /// gave one, else the innermost cause (connection refused, timed out, …).
 pub(crate) fn describe(error: &object_store::Error) -> String {
-    let mut innermost = error.to_string();
-    let mut whole = innermost.clone();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        innermost = cause.to_string();
-        whole.push(' ');
-        whole.push_str(&innermost);
-        source = cause.source();
-    }
+    let whole = chain(error);
     let code = s3_code(&whole);
     let with_code = |text: &str| match &code {
         Some(code) => format!("{text} ({code})"),
@@ -429,7 +422,14 @@ pub(crate) fn describe(error: &object_store::Error) -> String {
         _ if whole.contains("timed out") || whole.contains("deadline has elapsed") => {
             "the store did not answer in time (BACKUP_REMOTE_TIMEOUT)".to_owned()
         }
-        _ => format!("cannot reach the store: {}", innermost.trim()),
+        _ => format!(
+            "cannot reach the store: {}",
+            causes(error)
+                .last()
+                .map(|c| c.to_string())
+                .unwrap_or_default()
+                .trim()
+        ),
     }
 }
 
@@ -462,16 +462,17 @@ fn is_refusal(error: &object_store::Error) -> bool {
     ) || s3_code(&chain(error)).as_deref() == Some("AccessDenied")
 }
 
-/// An error and all its causes, as one string.
+/// An error and its causes, outermost first.
+fn causes(error: &object_store::Error) -> impl Iterator<Item = &dyn std::error::Error> {
+    std::iter::successors(Some(error as &dyn std::error::Error), |e| e.source())
+}
+
+/// An error and all its causes, as one string to search for codes and phrases.
 fn chain(error: &object_store::Error) -> String {
-    let mut whole = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        whole.push(' ');
-        whole.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    whole
+    causes(error)
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use task_api::config::{Config, DatabaseConfig};
 
 use crate::helpers::{TestApp, spawn_app_unready};
 use crate::pg;
-use crate::process::{Output, Server, run};
+use crate::process::{Server, run};
 
 /// A policy that keeps nothing but what prune must never delete.
 pub(crate) const PRUNE_ALL_BUT_NEWEST: [&str; 8] = [
@@ -57,22 +57,6 @@ fn backups_in(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
-}
-
-fn assert_one_line_failure(out: &Output, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{what}: {}{}",
-        out.stdout,
-        out.stderr
-    );
-    assert_eq!(out.stderr.lines().count(), 1, "{what}: {}", out.stderr);
-    assert!(
-        out.stderr.starts_with("task-api: "),
-        "{what}: {}",
-        out.stderr
-    );
 }
 
 /// A fresh PostgreSQL database on the shared server, by name and URL.
@@ -392,7 +376,7 @@ async fn restore_refuses_a_non_empty_database_without_force_and_replaces_it_with
     server.wait_exit(Duration::from_secs(10)).await;
 
     let refused = run(dir.path(), &["restore", "--latest"], &envs).await;
-    assert_one_line_failure(&refused, "non-empty without --force");
+    refused.assert_one_line_failure(1, "non-empty without --force");
     assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
     let out = run(dir.path(), &["restore", "--latest", "--force"], &envs).await;
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
@@ -532,7 +516,7 @@ async fn damaged_or_foreign_files_are_refused_and_the_database_is_untouched() {
             &[("DATABASE_URL", &target_url)],
         )
         .await;
-        assert_one_line_failure(&out, what);
+        out.assert_one_line_failure(1, what);
         assert!(out.stderr.contains(says), "{what}: {}", out.stderr);
         let verify = run(
             dir.path(),
@@ -612,14 +596,14 @@ async fn a_backup_killed_midway_leaves_nothing_that_passes_for_a_backup() {
     let list = run(dir.path(), &["backups", "list"], &envs).await;
     assert!(list.stdout.contains("no backups"), "{}", list.stdout);
     let verify = run(dir.path(), &["backups", "verify"], &envs).await;
-    assert_one_line_failure(&verify, "verify after a kill");
+    verify.assert_one_line_failure(1, "verify after a kill");
     let restore = run(
         dir.path(),
         &["restore", "--latest"],
         &[("BACKUP_DIR", "backups"), ("DATA_DIR", "elsewhere")],
     )
     .await;
-    assert_one_line_failure(&restore, "restore --latest after a kill");
+    restore.assert_one_line_failure(1, "restore --latest after a kill");
     assert!(restore.stderr.contains("no backups"), "{}", restore.stderr);
     // The next backup is complete and good.
     let out = run(dir.path(), &["backup"], &envs).await;
@@ -757,7 +741,7 @@ async fn list_verify_and_prune_report_and_keep_what_they_should() {
     );
 
     let refused = run(dir.path(), &["backup"], &envs).await;
-    assert_one_line_failure(&refused, "backup of a database without schema");
+    refused.assert_one_line_failure(1, "backup of a database without schema");
     assert!(
         refused.stderr.contains("task-api migrate"),
         "{}",
@@ -787,7 +771,7 @@ async fn list_verify_and_prune_report_and_keep_what_they_should() {
         list.stdout
     );
     let verify = run(dir.path(), &["backups", "verify"], &envs).await;
-    assert_one_line_failure(&verify, "verify with one bad file");
+    verify.assert_one_line_failure(1, "verify with one bad file");
     assert!(
         verify.stdout.matches("ok ").count() == 3,
         "{}",

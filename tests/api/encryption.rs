@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::backups::{PRUNE_ALL_BUT_NEWEST, all_tasks, big_sqlite};
 use crate::helpers::TestApp;
-use crate::process::{Output, run};
+use crate::process::run;
 
 /// A key pair written as `age-keygen` writes it: `NAME.key` (the identity) and `NAME.pub`
 /// (the recipients file).
@@ -55,22 +55,6 @@ fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-fn assert_one_line_failure(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: {}{}",
-        out.stdout,
-        out.stderr
-    );
-    assert_eq!(out.stderr.lines().count(), 1, "{what}: {}", out.stderr);
-    assert!(
-        out.stderr.starts_with("task-api: "),
-        "{what}: {}",
-        out.stderr
-    );
 }
 
 for_each_backend!(an_encrypted_backup_is_unreadable_and_restores_only_with_its_identity);
@@ -162,7 +146,7 @@ async fn an_encrypted_backup_is_unreadable_and_restores_only_with_its_identity(a
     app.create_ok("written after the backup").await;
     let current = all_tasks(&app).await;
     let refused = run(dir.path(), &["restore", "--latest", "--force"], &plain).await;
-    assert_one_line_failure(&refused, 1, "restore without the identity");
+    refused.assert_one_line_failure(1, "restore without the identity");
     assert!(
         refused.stderr.contains("encrypted backup")
             && refused.stderr.contains("BACKUP_IDENTITY_FILE"),
@@ -175,7 +159,7 @@ async fn an_encrypted_backup_is_unreadable_and_restores_only_with_its_identity(a
         "changed by a refused restore"
     );
     let refused = run(dir.path(), &["restore", "--latest", "--force"], &wrong).await;
-    assert_one_line_failure(&refused, 1, "restore with another identity");
+    refused.assert_one_line_failure(1, "restore with another identity");
     assert!(
         refused.stderr.contains("no key in") && refused.stderr.contains("stranger.key"),
         "{}",
@@ -231,7 +215,7 @@ async fn bad_key_files_fail_at_start_naming_the_file_and_line_but_no_key() {
         ),
     ] {
         let out = run(dir.path(), args, &[envs, ("BACKUP_DIR", "backups")]).await;
-        assert_one_line_failure(&out, 2, &format!("{args:?} with {envs:?}"));
+        out.assert_one_line_failure(2, &format!("{args:?} with {envs:?}"));
         assert!(out.stderr.contains(expected), "{}", out.stderr);
         assert!(!out.stderr.contains(&keys.secret[15..]), "{}", out.stderr);
     }
@@ -248,7 +232,7 @@ async fn the_drill_encrypts_and_needs_the_identity_that_opens_it() {
     let backups = ("BACKUP_DIR", "backups");
 
     let out = run(dir.path(), &["drill"], &[backups, recipients]).await;
-    assert_one_line_failure(&out, 1, "drill without the identity");
+    out.assert_one_line_failure(1, "drill without the identity");
     assert!(
         out.stderr.contains("needs BACKUP_IDENTITY_FILE"),
         "{}",
@@ -256,7 +240,7 @@ async fn the_drill_encrypts_and_needs_the_identity_that_opens_it() {
     );
     let wrong = ("BACKUP_IDENTITY_FILE", path_str(&stranger.identity));
     let out = run(dir.path(), &["drill"], &[backups, recipients, wrong]).await;
-    assert_one_line_failure(&out, 1, "drill with an identity that does not match");
+    out.assert_one_line_failure(1, "drill with an identity that does not match");
     assert!(out.stderr.contains("no key in"), "{}", out.stderr);
     assert!(
         files_in(&dir.path().join("backups")).is_empty(),
@@ -311,7 +295,7 @@ async fn prune_without_the_identity_applies_retention_to_encrypted_backups() {
         .clone();
 
     let verify = run(dir.path(), &["backups", "verify"], &plain).await;
-    assert_one_line_failure(&verify, 1, "verify with one broken encrypted file");
+    verify.assert_one_line_failure(1, "verify with one broken encrypted file");
     assert_eq!(verify.stdout.matches("partly checked ").count(), 2);
     assert_eq!(verify.stdout.matches("ok  ").count(), 2);
     assert!(

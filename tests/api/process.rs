@@ -34,6 +34,36 @@ pub(crate) struct Output {
     pub stderr: String,
 }
 
+impl Output {
+    /// Exit 0; `what` names the command in the failure message.
+    pub(crate) fn assert_success(&self, what: &str) {
+        assert_eq!(
+            self.status.code(),
+            Some(0),
+            "{what}: {}{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    /// How every command fails: exit `code` and one line on stderr, naming the program.
+    pub(crate) fn assert_one_line_failure(&self, code: i32, what: &str) {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "{what}: {}{}",
+            self.stdout,
+            self.stderr
+        );
+        assert_eq!(self.stderr.lines().count(), 1, "{what}: {}", self.stderr);
+        assert!(
+            self.stderr.starts_with("task-api: "),
+            "{what}: {}",
+            self.stderr
+        );
+    }
+}
+
 pub(crate) async fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let output = task_api(dir)
         .args(args)

@@ -16,26 +16,9 @@ fn with<'a>(env: &'a [(String, String)], extra: &[(&'a str, &'a str)]) -> Vec<(&
     all
 }
 
-fn succeeded(out: &Output, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{what}: {}{}",
-        out.stdout,
-        out.stderr
-    );
-}
-
 /// Exit 1, one line on stderr, naming `cause`, and the local backup kept.
 fn failed_naming(out: &Output, cause: &str, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{what}: {}{}",
-        out.stdout,
-        out.stderr
-    );
-    assert_eq!(out.stderr.lines().count(), 1, "{what}: {}", out.stderr);
+    out.assert_one_line_failure(1, what);
     assert!(
         out.stderr.contains(cause),
         "{what}: expected '{cause}' in {}",
@@ -93,7 +76,7 @@ async fn a_backup_goes_offsite_and_restores_onto_a_host_whose_backups_are_gone()
         &with(&env, &[("BACKUP_DIR", "backups")]),
     )
     .await;
-    succeeded(&out, "backup with a remote");
+    out.assert_success("backup with a remote");
     assert!(
         out.stdout
             .contains("uploaded to s3://task-backups/prod/eu: taskmanager_backup_"),
@@ -116,7 +99,7 @@ async fn a_backup_goes_offsite_and_restores_onto_a_host_whose_backups_are_gone()
         &with(&env, &[]),
     )
     .await;
-    succeeded(&list, "list --remote");
+    list.assert_success("list --remote");
     assert_eq!(remote_names(&list.stdout), local);
     let verify = run(
         dir.path(),
@@ -124,7 +107,7 @@ async fn a_backup_goes_offsite_and_restores_onto_a_host_whose_backups_are_gone()
         &with(&env, &[]),
     )
     .await;
-    succeeded(&verify, "verify --remote");
+    verify.assert_success("verify --remote");
     assert!(
         verify.stdout.contains("ok  taskmanager_backup_") && verify.stdout.contains("5000 tasks"),
         "{}",
@@ -139,7 +122,7 @@ async fn a_backup_goes_offsite_and_restores_onto_a_host_whose_backups_are_gone()
         &with(&env, &[("BACKUP_DIR", "backups"), ("DATA_DIR", "restored")]),
     )
     .await;
-    succeeded(&out, "restore --remote --latest on an empty host");
+    out.assert_success("restore --remote --latest on an empty host");
     assert!(out.stdout.contains("restored 5000 tasks"), "{}", out.stdout);
     assert_eq!(task_count(new_host.path(), "restored").await, 5000);
     // The download is kept locally, and a second restore of it by name reuses it.
@@ -150,7 +133,7 @@ async fn a_backup_goes_offsite_and_restores_onto_a_host_whose_backups_are_gone()
         &with(&env, &[("BACKUP_DIR", "backups"), ("DATA_DIR", "restored")]),
     )
     .await;
-    succeeded(&out, "restore --remote NAME");
+    out.assert_success("restore --remote NAME");
     assert_eq!(task_count(new_host.path(), "restored").await, 5000);
 
     // The drill reads its restore back from the remote, with an empty backup directory.
@@ -162,7 +145,7 @@ async fn a_backup_goes_offsite_and_restores_onto_a_host_whose_backups_are_gone()
         &with(&env, &[("BACKUP_DIR", "backups")]),
     )
     .await;
-    succeeded(&out, "drill --remote");
+    out.assert_success("drill --remote");
     assert!(out.stdout.contains("downloaded back in"), "{}", out.stdout);
     assert!(
         out.stdout.contains("compare: 2000 tasks, 0 differences"),
@@ -232,7 +215,7 @@ async fn remote_failures_end_in_one_line_keep_the_local_copy_and_the_next_run_ca
     // Every failed run kept its backup; the next good run uploads all of them.
     assert_eq!(local_backups(&backups).len(), 4);
     let out = run(dir.path(), &["backup"], &with(&env, &local)).await;
-    succeeded(&out, "backup after the failures");
+    out.assert_success("backup after the failures");
     assert_eq!(
         out.stdout.matches("uploaded to ").count(),
         5,
@@ -318,7 +301,7 @@ async fn a_store_killed_mid_upload_shows_no_backup_and_the_next_run_uploads_it()
         &with(&env, &[]),
     )
     .await;
-    succeeded(&list, "list after the interrupted upload");
+    list.assert_success("list after the interrupted upload");
     assert!(
         list.stdout.contains("no backups in s3://task-backups"),
         "{}",
@@ -337,7 +320,7 @@ async fn a_store_killed_mid_upload_shows_no_backup_and_the_next_run_uploads_it()
         ),
     )
     .await;
-    succeeded(&out, "the next run");
+    out.assert_success("the next run");
     assert_eq!(
         out.stdout.matches("uploaded to ").count(),
         2,
@@ -350,7 +333,7 @@ async fn a_store_killed_mid_upload_shows_no_backup_and_the_next_run_uploads_it()
         &with(&env, &[]),
     )
     .await;
-    succeeded(&verify, "verify the multipart uploads");
+    verify.assert_success("verify the multipart uploads");
     assert_eq!(
         verify.stdout.matches("200000 tasks").count(),
         2,
@@ -366,15 +349,13 @@ async fn remote_retention_deletes_what_the_policy_drops_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     big_sqlite(dir.path(), 10).await;
     for _ in 0..3 {
-        succeeded(
-            &run(
-                dir.path(),
-                &["backup"],
-                &with(&env, &[("BACKUP_DIR", "backups")]),
-            )
-            .await,
-            "backup",
-        );
+        run(
+            dir.path(),
+            &["backup"],
+            &with(&env, &[("BACKUP_DIR", "backups")]),
+        )
+        .await
+        .assert_success("backup");
     }
     let prune = [
         "backups",
@@ -390,7 +371,7 @@ async fn remote_retention_deletes_what_the_policy_drops_and_never_overwrites() {
     let mut dry_run = prune.to_vec();
     dry_run.push("--dry-run");
     let out = run(dir.path(), &dry_run, &with(&env, &[])).await;
-    succeeded(&out, "prune --remote --dry-run");
+    out.assert_success("prune --remote --dry-run");
     let planned = out
         .stdout
         .lines()
@@ -398,7 +379,7 @@ async fn remote_retention_deletes_what_the_policy_drops_and_never_overwrites() {
         .count();
     assert_eq!(planned, 2, "{}", out.stdout);
     let out = run(dir.path(), &prune, &with(&env, &[])).await;
-    succeeded(&out, "prune --remote");
+    out.assert_success("prune --remote");
     assert!(
         out.stdout.contains("kept 1, deleted 2, refused 0"),
         "{}",
@@ -446,7 +427,7 @@ async fn a_write_only_backup_job_still_backs_up_and_its_prune_reports_what_it_co
             &with(&writer, &[("BACKUP_DIR", "backups")]),
         )
         .await;
-        succeeded(&out, "backup with write-only keys");
+        out.assert_success("backup with write-only keys");
         assert!(out.stdout.contains("read back: sha256"), "{}", out.stdout);
     }
     let prune = [
@@ -494,7 +475,7 @@ async fn a_write_only_backup_job_still_backs_up_and_its_prune_reports_what_it_co
     // The store's own check, not ours, refused: keys that may delete apply the same policy.
     let admin = moto.env(&moto.admin);
     let out = run(dir.path(), &prune, &with(&admin, &[])).await;
-    succeeded(&out, "prune with keys that may delete");
+    out.assert_success("prune with keys that may delete");
     assert!(
         out.stdout.contains("kept 1, deleted 2, refused 0"),
         "{}",
@@ -519,7 +500,7 @@ async fn encrypted_backups_go_offsite_as_ciphertext_and_restore_only_with_the_id
         ),
     )
     .await;
-    succeeded(&out, "encrypted backup with a remote");
+    out.assert_success("encrypted backup with a remote");
     let name = local_backups(&dir.path().join("backups")).pop().unwrap();
     assert!(name.ends_with(".jsonl.zst.age"), "{name}");
     let stored = std::fs::read(s3.root.path().join("task-backups/sealed").join(&name)).unwrap();
@@ -536,7 +517,7 @@ async fn encrypted_backups_go_offsite_as_ciphertext_and_restore_only_with_the_id
         &with(&env, &[]),
     )
     .await;
-    succeeded(&verify, "verify --remote without the identity");
+    verify.assert_success("verify --remote without the identity");
     assert!(
         verify.stdout.contains("partly checked") && verify.stdout.contains("contents not checked"),
         "{}",
@@ -566,7 +547,7 @@ async fn encrypted_backups_go_offsite_as_ciphertext_and_restore_only_with_the_id
         &with(&env, &with_key),
     )
     .await;
-    succeeded(&out, "restore --remote with the identity");
+    out.assert_success("restore --remote with the identity");
     assert_eq!(task_count(new_host.path(), "restored").await, 1_000);
     let verify = run(
         new_host.path(),
@@ -574,7 +555,7 @@ async fn encrypted_backups_go_offsite_as_ciphertext_and_restore_only_with_the_id
         &with(&env, &[("BACKUP_IDENTITY_FILE", identity)]),
     )
     .await;
-    succeeded(&verify, "verify --remote with the identity");
+    verify.assert_success("verify --remote with the identity");
     assert!(
         verify.stdout.contains("1000 tasks, decrypted"),
         "{}",
@@ -585,7 +566,7 @@ async fn encrypted_backups_go_offsite_as_ciphertext_and_restore_only_with_the_id
 /// The `backup_remote` row of `doctor --json`: (status, observed, reason).
 async fn doctor_remote_row(dir: &Path, envs: &[(&str, &str)]) -> (String, String, String) {
     let out = run(dir, &["doctor", "--json", "--require", "none"], envs).await;
-    succeeded(&out, "doctor --json");
+    out.assert_success("doctor --json");
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let row = report["rows"]
         .as_array()
@@ -620,10 +601,9 @@ async fn doctor_reports_whether_backups_leave_the_host_and_how_fresh_they_are() 
         "{observed}"
     );
 
-    succeeded(
-        &run(dir.path(), &["backup"], &with(&env, &local)).await,
-        "backup",
-    );
+    run(dir.path(), &["backup"], &with(&env, &local))
+        .await
+        .assert_success("backup");
     let (status, observed, reason) = doctor_remote_row(dir.path(), &with(&env, &local)).await;
     assert_eq!(status, "pass", "{observed}: {reason}");
     assert!(
