@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::backups::big_sqlite;
 use crate::moto::Moto;
 use crate::process::{Output, run};
-use crate::s3::{S3Server, slow_relay};
+use crate::s3::{ACCESS_KEY, S3Server, SECRET_KEY, slow_relay};
 
 fn with<'a>(env: &'a [(String, String)], extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -61,6 +61,47 @@ async fn task_count(dir: &Path, data_dir: &str) -> i64 {
         .fetch_one(&mut conn)
         .await
         .unwrap()
+}
+
+/// The keys as files, as compose and Kubernetes mount them: read from AWS_*_FILE (a trailing
+/// newline ignored); a wrong key in the file is refused like a wrong variable.
+#[tokio::test]
+async fn the_keys_can_come_from_files() {
+    let s3 = S3Server::start(&["task-backups"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    big_sqlite(dir.path(), 10).await;
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("key_id"), format!("{ACCESS_KEY}\n")).unwrap();
+    std::fs::write(secrets.join("key"), format!("{SECRET_KEY}\n")).unwrap();
+    std::fs::write(secrets.join("wrong_key"), "not-the-key\n").unwrap();
+    let endpoint = s3.endpoint();
+    let files = |secret: &'static str| {
+        vec![
+            ("BACKUP_REMOTE", "s3://task-backups/files"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID_FILE", "secrets/key_id"),
+            ("AWS_SECRET_ACCESS_KEY_FILE", secret),
+            ("BACKUP_DIR", "backups"),
+        ]
+    };
+    let out = run(dir.path(), &["backup"], &files("secrets/wrong_key")).await;
+    failed_naming(&out, "refused the credentials", "a wrong key in the file");
+    run(dir.path(), &["backup"], &files("secrets/key"))
+        .await
+        .assert_success("keys from files");
+    let listing = run(
+        dir.path(),
+        &["backups", "list", "--remote"],
+        &files("secrets/key"),
+    )
+    .await;
+    listing.assert_success("backups list --remote with keys from files");
+    assert_eq!(
+        remote_names(&listing.stdout),
+        local_backups(&dir.path().join("backups")),
+        "both backups are in the store once the right key is read"
+    );
 }
 
 #[tokio::test]
