@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::backups::big_sqlite;
 use crate::moto::Moto;
 use crate::process::{Output, run};
-use crate::s3::{ACCESS_KEY, S3Server, SECRET_KEY, slow_relay};
+use crate::s3::{ACCESS_KEY, S3Server, SECRET_KEY, slow_relay, tls_front};
 
 fn with<'a>(env: &'a [(String, String)], extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -101,6 +101,57 @@ async fn the_keys_can_come_from_files() {
         remote_names(&listing.stdout),
         local_backups(&dir.path().join("backups")),
         "both backups are in the store once the right key is read"
+    );
+}
+
+/// A store behind HTTPS is reached only when its certificate is trusted: the system's roots,
+/// extended through SSL_CERT_FILE for a private authority; otherwise one line names the
+/// certificate problem and nothing is sent.
+#[tokio::test]
+async fn an_https_store_is_trusted_through_the_system_roots_only() {
+    let s3 = S3Server::start(&["task-backups"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    big_sqlite(dir.path(), 10).await;
+    let (port, cert) = tls_front(s3.port, dir.path()).await;
+    let endpoint = format!("https://localhost:{port}");
+    let mut env = s3.env("s3://task-backups/tls");
+    for (name, value) in &mut env {
+        if name == "AWS_ENDPOINT_URL" {
+            value.clone_from(&endpoint);
+        }
+    }
+    let local = [("BACKUP_DIR", "backups")];
+    let untrusted = run(dir.path(), &["backup"], &with(&env, &local)).await;
+    failed_naming(
+        &untrusted,
+        "certificate",
+        "a certificate nobody vouches for",
+    );
+    assert!(
+        std::fs::read_dir(s3.root.path().join("task-backups"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "something reached the store through an untrusted connection"
+    );
+    let cert = cert.to_str().unwrap();
+    run(
+        dir.path(),
+        &["backup"],
+        &with(&env, &[("BACKUP_DIR", "backups"), ("SSL_CERT_FILE", cert)]),
+    )
+    .await
+    .assert_success("backup over https with the authority trusted");
+    let listing = run(
+        dir.path(),
+        &["backups", "list", "--remote"],
+        &with(&env, &[("SSL_CERT_FILE", cert)]),
+    )
+    .await;
+    listing.assert_success("backups list --remote over https");
+    assert_eq!(
+        remote_names(&listing.stdout),
+        local_backups(&dir.path().join("backups"))
     );
 }
 

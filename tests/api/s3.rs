@@ -197,3 +197,109 @@ pub(crate) async fn slow_relay(port: u16, bytes_per_second: usize) -> u16 {
     });
     relay_port
 }
+
+/// A TLS front for the plain server on `port`, with a certificate for `localhost` made for the
+/// occasion in `dir`: its port, and the PEM file of the authority that signed it (to trust via
+/// SSL_CERT_FILE).
+pub(crate) async fn tls_front(port: u16, dir: &Path) -> (u16, PathBuf) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    // An authority, and a certificate for localhost that it signs: a self-signed certificate
+    // is an authority's, which a verifier rightly refuses for a server.
+    let (authority, authority_key) = (dir.join("store-ca.pem"), dir.join("store-ca-key.pem"));
+    let (cert, key) = (dir.join("store-cert.pem"), dir.join("store-key.pem"));
+    let (request, extensions) = (dir.join("store.csr"), dir.join("store.ext"));
+    std::fs::write(
+        &extensions,
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let made = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("the TLS test needs the openssl command: apt-get install openssl");
+        assert!(made.status.success(), "openssl {args:?} failed: {made:?}");
+    };
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    fn os<'a>(parts: &[&'a str]) -> Vec<&'a std::ffi::OsStr> {
+        parts.iter().map(|p| std::ffi::OsStr::new(*p)).collect()
+    }
+    let mut args = os(&[
+        "req",
+        "-x509",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=task-api test authority",
+    ]);
+    args.extend(os(&new_key));
+    args.extend([
+        "-keyout".as_ref(),
+        authority_key.as_os_str(),
+        "-out".as_ref(),
+        authority.as_os_str(),
+    ]);
+    openssl(&args);
+    let mut args = os(&["req", "-subj", "/CN=localhost"]);
+    args.extend(os(&new_key));
+    args.extend([
+        "-keyout".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        request.as_os_str(),
+    ]);
+    openssl(&args);
+    let mut args = os(&["x509", "-req", "-days", "1", "-CAcreateserial"]);
+    args.extend([
+        "-in".as_ref(),
+        request.as_os_str(),
+        "-CA".as_ref(),
+        authority.as_os_str(),
+        "-CAkey".as_ref(),
+        authority_key.as_os_str(),
+        "-extfile".as_ref(),
+        extensions.as_os_str(),
+        "-out".as_ref(),
+        cert.as_os_str(),
+    ]);
+    openssl(&args);
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let private = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, private)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let front = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let (Ok(mut client), Ok(mut server)) = (
+                    acceptor.accept(client).await,
+                    TcpStream::connect(("127.0.0.1", port)).await,
+                ) else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (front, authority)
+}
