@@ -701,3 +701,63 @@ async fn the_status_page_shows_a_late_backup_as_late(backend: Backend) {
     let on_time = Selector::parse("dd[data-late=false]").unwrap();
     assert!(doc.select(&on_time).next().is_some(), "{}", page.text);
 }
+
+#[tokio::test]
+async fn while_the_database_is_away_the_pages_answer_503_in_words_and_keep_the_typed_text() {
+    let server = crate::pg::PgServer::init().expect("initdb");
+    server.start().expect("start PostgreSQL");
+    let mut config = task_api::config::Config::new(task_api::config::DatabaseConfig::Postgres(
+        server.config("postgres"),
+    ));
+    config.port = 0;
+    config.db.pool.acquire_timeout = Duration::from_secs(1);
+    config.db.pool.statement_timeout = Duration::from_secs(2);
+    let app = crate::helpers::spawn_app_unready(config).await;
+    app.wait_until_ready().await;
+    let browser = Browser::new(&app);
+    let key = browser
+        .get("/")
+        .await
+        .field("form[action=\"/board/tasks\"]", "key");
+
+    server.crash().expect("crash PostgreSQL");
+    let refused = browser
+        .post(
+            "/board/tasks",
+            &[
+                ("title", "Written during the outage"),
+                ("description", "every word of it"),
+                ("status", "pending"),
+                ("key", &key),
+            ],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
+    assert_strict_page(&refused);
+    assert!(
+        refused.text.contains("database cannot be reached"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("value=\"Written during the outage\""));
+    assert!(refused.text.contains("every word of it"));
+    let board = browser.get("/").await;
+    assert_eq!(board.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        board.text.contains("database cannot be reached"),
+        "{}",
+        board.text
+    );
+    let status = browser.get("/status").await;
+    assert_eq!(status.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        status.text.contains("the database does not answer"),
+        "{}",
+        status.text
+    );
+}
