@@ -129,15 +129,20 @@ fn render(
     new_task: &TaskFields,
 ) -> Response {
     let csrf = visitor.csrf();
+    // Without API tokens the script may use the JSON API itself (with If-Match and
+    // Idempotency-Key); with them it leaves the work to the forms, which the session covers.
+    let json_api = (!visitor.needs_login_for_tasks()).then_some("open");
     let main = html! {
         h1 { "Tasks" }
         (filters(query, view))
-        @match &listing {
-            Err(message) => p.notice.error role="alert" { (message) },
-            Ok(Listing::List(page)) => (list(query, page, csrf)),
-            Ok(Listing::Board(columns)) => (columns_view(columns, csrf)),
+        div.listing data-json-api=[json_api] {
+            @match &listing {
+                Err(message) => p.notice.error role="alert" { (message) },
+                Ok(Listing::List(page)) => (list(query, page, csrf)),
+                Ok(Listing::Board(columns)) => (columns_view(columns, csrf)),
+            }
+            (forms::new_task_form(new_task, csrf))
         }
-        (forms::new_task_form(new_task, csrf))
         p.footer { a href="/status" { "Service status" } }
     };
     respond(

@@ -119,6 +119,11 @@ impl Visitor {
         !self.tokens_for_tasks || self.session.as_ref().is_some_and(|s| s.tasks)
     }
 
+    /// Whether the board asks for a login at all (API tokens are configured).
+    pub(super) fn needs_login_for_tasks(&self) -> bool {
+        self.tokens_for_tasks
+    }
+
     /// Whether the status page is theirs to see.
     pub(super) fn may_see_status(&self) -> bool {
         !self.tokens_for_status || self.session.as_ref().is_some_and(|s| s.status)
