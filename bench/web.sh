@@ -143,22 +143,28 @@ time_page() {
   printf '  %-34s median %7.3f ms   p99 %7.3f ms   (%s requests)\n' "$1" "${r[0]}" "${r[1]}" "${r[2]}"
 }
 
+# asset_bytes NAME: bytes transferred for the asset the board links as /assets/NAME?v=….
+asset_bytes() {
+  local path h b
+  path=$(grep -o "/assets/$1?v=[0-9a-f]*" "$WORK/board.html" | head -n 1)
+  [ -n "$path" ] || die "the board does not link $1"
+  read -r h b < <(curl -sf -o /dev/null -w '%{size_header} %{size_download}\n' "$API$path") || die "GET $path failed"
+  echo $((h + b))
+}
+
 # weight: bytes a first visit to / transfers (status lines, headers and bodies; no compression).
 weight() {
-  local html css js total
+  local html css js icon total h b
   curl -sf -o "$WORK/board.html" -w '%{size_header} %{size_download}\n' "$API/" >"$WORK/w" || die "GET / failed"
   read -r h b <"$WORK/w"; html=$((h + b))
-  css=$(grep -o '/assets/app.css?v=[0-9a-f]*' "$WORK/board.html" | head -n 1)
-  js=$(grep -o '/assets/app.js?v=[0-9a-f]*' "$WORK/board.html" | head -n 1)
-  { [ -n "$css" ] && [ -n "$js" ]; } || die "the board links no stylesheet or script"
-  read -r h b < <(curl -sf -o /dev/null -w '%{size_header} %{size_download}\n' "$API$css") || die "GET $css failed"
-  css=$((h + b))
-  read -r h b < <(curl -sf -o /dev/null -w '%{size_header} %{size_download}\n' "$API$js") || die "GET $js failed"
-  js=$((h + b))
-  total=$((html + css + js))
-  printf '  first load: %.1f KB (HTML %.1f KB, CSS %.1f KB, JS %.1f KB)\n' \
-    "$(echo "$total / 1024" | bc -l)" "$(echo "$html / 1024" | bc -l)" "$(echo "$css / 1024" | bc -l)" "$(echo "$js / 1024" | bc -l)"
+  css=$(asset_bytes app.css)
+  js=$(asset_bytes app.js)
+  icon=$(asset_bytes icon.svg)
+  total=$((html + css + js + icon))
+  printf '  first load: %.1f KB (HTML %.1f KB, CSS %.1f KB, JS %.1f KB, icon %.1f KB)\n' \
+    "$(kb "$total")" "$(kb "$html")" "$(kb "$css")" "$(kb "$js")" "$(kb "$icon")"
 }
+kb() { echo "$1 / 1024" | bc -l; }
 command -v bc >/dev/null || die "bc not found: apt-get install bc"
 
 WORDS="'report','invoice','deploy','review','backup','meeting','budget','release','server',

@@ -1,4 +1,4 @@
-//! The stylesheet and the script, compiled into the binary. Pages link them with a hash of
+//! The stylesheet, the script and the icon, compiled into the binary. Pages link them with a hash of
 //! their content in the URL, so a browser may keep them for a year and still gets the new
 //! file the moment a new binary serves one; the hash is also their `ETag`.
 
@@ -36,6 +36,13 @@ pub(super) static JS: Asset = Asset {
     hash: LazyLock::new(|| hash_of(include_str!("assets/app.js"))),
 };
 
+pub(super) static ICON: Asset = Asset {
+    name: "icon.svg",
+    content_type: "image/svg+xml",
+    body: include_str!("assets/icon.svg"),
+    hash: LazyLock::new(|| hash_of(include_str!("assets/icon.svg"))),
+};
+
 /// Where a page links `asset`: its path with the content hash.
 pub(super) fn url(asset: &Asset) -> String {
     format!("/assets/{}?v={}", asset.name, *asset.hash)
@@ -52,7 +59,7 @@ pub(super) async fn asset(
     Query(version): Query<Version>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(asset) = [&CSS, &JS].into_iter().find(|a| a.name == name) else {
+    let Some(asset) = [&CSS, &JS, &ICON].into_iter().find(|a| a.name == name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let etag = format!("\"{}\"", *asset.hash);

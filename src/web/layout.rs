@@ -36,6 +36,7 @@ pub(super) fn page(frame: &Frame<'_>, main: &Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (frame.title) " — task-api" }
+                link rel="icon" type="image/svg+xml" href=(assets::url(&assets::ICON));
                 link rel="stylesheet" href=(assets::url(&assets::CSS));
                 script src=(assets::url(&assets::JS)) defer {}
             }

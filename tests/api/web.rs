@@ -209,7 +209,7 @@ async fn the_first_load_weighs_under_100_kb_and_assets_are_cached_by_hash(app: T
     let page = browser.get("/").await;
     let doc = page.doc();
     let mut weight = page.text.len();
-    let links = Selector::parse("link[rel=stylesheet], script[src]").unwrap();
+    let links = Selector::parse("link[rel=stylesheet], link[rel=icon], script[src]").unwrap();
     let mut assets = 0;
     for element in doc.select(&links) {
         let url = element
@@ -237,7 +237,7 @@ async fn the_first_load_weighs_under_100_kb_and_assets_are_cached_by_hash(app: T
             .await;
         assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     }
-    assert_eq!(assets, 2);
+    assert_eq!(assets, 3);
     assert!(weight < 100 * 1024, "first load is {weight} bytes");
 }
 
