@@ -139,7 +139,7 @@ fn render(
             @match &listing {
                 Err(message) => p.notice.error role="alert" { (message) },
                 Ok(Listing::List(page)) => (list(query, page, csrf)),
-                Ok(Listing::Board(columns)) => (columns_view(columns, csrf)),
+                Ok(Listing::Board(columns)) => (columns_view(query, columns, csrf)),
             }
             (forms::new_task_form(new_task, csrf))
         }
@@ -248,7 +248,11 @@ fn total_text(page: &TaskPage) -> String {
     }
 }
 
-fn columns_view(columns: &[(TaskStatus, TaskPage)], csrf: Option<&str>) -> Markup {
+fn columns_view(
+    query: &ListQuery,
+    columns: &[(TaskStatus, TaskPage)],
+    csrf: Option<&str>,
+) -> Markup {
     html! {
         div.columns {
             @for (status, page) in columns {
@@ -258,6 +262,11 @@ fn columns_view(columns: &[(TaskStatus, TaskPage)], csrf: Option<&str>) -> Marku
                     }
                     ul.tasks {
                         @for task in &page.tasks { (card(task, csrf)) }
+                    }
+                    @if let Some(next) = &page.next {
+                        // The rest of a column is paged in the list, filtered to its status.
+                        @let column = ListQuery { status: Some(*status), ..query.clone() };
+                        a href=(page_url(&column, Some(next))) { "More " (status_name(*status).to_lowercase()) " tasks" }
                     }
                 }
             }

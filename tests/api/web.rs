@@ -478,6 +478,28 @@ async fn filters_search_and_cursor_paging_work_on_the_board(app: TestApp) {
         .collect();
     assert_eq!(shown, ["alpha two"]);
     assert!(second.doc().select(&next).next().is_none());
+    // A board column shows the first page of its status and links the rest.
+    let board = browser
+        .get("/?view=board&sort=title&order=asc&limit=3")
+        .await;
+    let more = Selector::parse(".column[data-status=pending] a[href*=cursor]").unwrap();
+    let more_url = board
+        .doc()
+        .select(&more)
+        .next()
+        .unwrap_or_else(|| panic!("no link to the rest of the column: {}", board.text))
+        .value()
+        .attr("href")
+        .unwrap()
+        .to_owned();
+    assert!(more_url.contains("status=pending"), "{more_url}");
+    let rest = browser.get(&more_url).await;
+    let shown: Vec<String> = rest
+        .doc()
+        .select(&titles)
+        .map(|e| e.text().collect())
+        .collect();
+    assert_eq!(shown, ["beta"]);
     let bad = browser.get("/?status=nonsense").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.text.contains("status"), "{}", bad.text);
