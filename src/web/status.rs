@@ -131,6 +131,7 @@ pub(super) async fn status(State(web): State<Web>, visitor: Visitor) -> Response
             (chart::requests(&samples, RECENT_SLOT.as_secs()))
         }
         (backups)
+        (self_check())
         p.footer { a href="/" { "Back to the tasks" } " · " a href="/status" { "Refresh" } }
     };
     respond(
@@ -148,6 +149,36 @@ pub(super) async fn status(State(web): State<Web>, visitor: Visitor) -> Response
             &main,
         ),
     )
+}
+
+/// The machine rows of `task-api doctor`, checked now in this process.
+fn self_check() -> Markup {
+    let findings = crate::doctor::system_findings();
+    html! {
+        section.card aria-labelledby="doctor" {
+            h2 id="doctor" { "Self-check of this machine" }
+            p { "The rows of " code { "task-api doctor" } " about where the service runs; " code { "task-api doctor" } " adds the database and backup rows." }
+            // Focusable, so a keyboard can scroll the table on a narrow screen.
+            div.table-wrap tabindex="0" role="region" aria-label="Self-check rows" {
+                table.checks {
+                    thead { tr { th scope="col" { "Check" } th scope="col" { "Result" } th scope="col" { "Observed" } th scope="col" { "Why" } } }
+                    tbody {
+                        @for (row, finding) in &findings {
+                            @let warning = !finding.passed && (finding.advisory || row.is_advisory());
+                            tr {
+                                th scope="row" { (row.as_str()) }
+                                @if finding.passed { td.ok { "pass" } }
+                                @else if warning { td.warn { "warning" } }
+                                @else { td.bad { "fail" } }
+                                td { (finding.observed) }
+                                td { (finding.reason) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn bytes(n: u64) -> String {

@@ -192,6 +192,15 @@ async fn the_board_renders_under_a_strict_csp_with_no_inline_script_or_style(app
     assert_eq!(status.status, StatusCode::OK, "{}", status.text);
     assert_strict_page(&status);
     assert!(status.text.contains("<svg"), "{}", status.text);
+    let rows = Selector::parse("table.checks th[scope=row]").unwrap();
+    let rows: Vec<String> = status
+        .doc()
+        .select(&rows)
+        .map(|e| e.text().collect())
+        .collect();
+    for row in ["user", "root_filesystem", "tmp", "memory_limit"] {
+        assert!(rows.iter().any(|r| r == row), "no {row} row: {rows:?}");
+    }
     // The API keeps its own policy.
     let api = app.get("/tasks").await;
     assert_eq!(
