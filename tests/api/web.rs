@@ -638,6 +638,10 @@ async fn with_api_tokens_the_board_needs_a_login_and_logout_ends_the_session(bac
         .unwrap();
     assert_eq!(listed["pagination"]["total"], 1);
 
+    // The session is the pages' only: the JSON API still wants its bearer token.
+    let api_with_cookie = browser.get("/tasks").await;
+    assert_eq!(api_with_cookie.status, StatusCode::UNAUTHORIZED);
+
     // An API token does not open the status page when it is open anyway: no metrics tokens.
     assert_eq!(browser.get("/status").await.status, StatusCode::OK);
 
