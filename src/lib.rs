@@ -14,7 +14,8 @@
 //! - `serve`: the HTTP/1.1 connection loop and its per-connection limits;
 //! - [`sysinfo`]: process and container (cgroup) resource readings for metrics and doctor;
 //! - [`startup`]: binding, serving, background schema preparation, graceful shutdown;
-//! - [`tokens`]: the bearer tokens of `API_TOKENS_FILE` and `METRICS_TOKENS_FILE`.
+//! - [`tokens`]: the bearer tokens of `API_TOKENS_FILE` and `METRICS_TOKENS_FILE`;
+//! - `web`: the pages for people: the task board at `/`, the status page at `/status`.
 
 pub mod backup;
 pub mod cli;
@@ -32,3 +33,4 @@ pub mod storage;
 pub mod sysinfo;
 mod telemetry;
 pub mod tokens;
+mod web;

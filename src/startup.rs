@@ -20,6 +20,7 @@ use crate::serve;
 use crate::storage::{Database, StorageError, password_reload};
 use crate::telemetry::error_chain;
 use crate::tokens::TokenSet;
+use crate::web;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -170,8 +171,9 @@ impl Application {
             stop_serving.clone(),
         ));
 
-        let app = http::router(
+        let app = http::router_with_pages(
             state.clone(),
+            web::router(state.clone(), config.backup_expected_interval),
             config.max_concurrent_requests,
             config.connections.request_timeout,
         );

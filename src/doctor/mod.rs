@@ -62,6 +62,12 @@ pub(crate) async fn run(settings: &DoctorSettings) -> Report {
     Report::new(findings, &settings.requirement)
 }
 
+/// The rows about the machine this process runs on (user, filesystems, limits, privileges):
+/// they need no settings, so a running server can show them as they are now.
+pub(crate) fn system_findings() -> Vec<(RowId, Finding)> {
+    system::probe(&system::Sources::default())
+}
+
 /// What `serve` would make of `API_TOKENS_FILE`: how many tokens it holds, or why it would
 /// refuse to start.
 pub(crate) fn api_tokens(file: Option<&std::path::Path>) -> ApiTokens {

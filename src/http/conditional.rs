@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::error::ApiError;
 use crate::domain::{Task, TaskId};
 
-pub(super) fn etag(task: &Task) -> String {
+pub(crate) fn etag(task: &Task) -> String {
     format!("\"{}-{}\"", task.id, task.updated_at.timestamp_millis())
 }
 

@@ -229,7 +229,10 @@ fn log_server_error(error: &ApiError) {
 pub(super) async fn envelope_bare_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(&response)
+        || is_html(&response)
+    {
         return response;
     }
     let (code, message) = match status {
@@ -259,6 +262,15 @@ pub(super) async fn envelope_bare_errors(request: Request, next: Next) -> Respon
     );
     let (_, body) = fresh.into_parts();
     Response::from_parts(parts, Body::new(body))
+}
+
+/// A page's own error answer, already in a form its reader understands.
+fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 fn is_json(response: &Response) -> bool {

@@ -56,7 +56,7 @@ fn invalid(message: &str) -> ApiError {
 
 /// SHA-256 of the body in canonical form (object keys sorted, no insignificant whitespace), so
 /// a client that re-serialises the same request still matches.
-pub(super) fn fingerprint(body: &[u8]) -> [u8; 32] {
+pub(crate) fn fingerprint(body: &[u8]) -> [u8; 32] {
     let canonical = serde_json::from_slice::<Value>(body)
         .map(canonical)
         .and_then(|value| serde_json::to_vec(&value))
@@ -85,7 +85,7 @@ fn canonical(value: Value) -> Value {
 
 /// The first response to a keyed create, remembered so a retry gets exactly the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct StoredResponse {
+pub(crate) struct StoredResponse {
     task_id: i64,
     etag: String,
     body: String,
@@ -114,7 +114,7 @@ impl KeptReply for StoredResponse {
 }
 
 /// The response to a create, in the form it is stored and replayed.
-pub(super) fn remember(task: &Task) -> Result<StoredResponse, StorageError> {
+pub(crate) fn remember(task: &Task) -> Result<StoredResponse, StorageError> {
     let body =
         serde_json::to_string(&TaskEnvelope::new(task.clone())).map_err(StorageError::Encode)?;
     Ok(StoredResponse {

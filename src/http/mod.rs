@@ -35,8 +35,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub(crate) use conditional::etag;
 pub use error::ApiError;
 pub use extract::{parse_json_body, parse_list_query};
+pub(crate) use idempotency::{StoredResponse, fingerprint as idempotency_fingerprint, remember};
 pub use state::AppState;
 
 /// Largest request body: a task at its longest (10,000 characters of 4-byte UTF-8) fits.
@@ -49,6 +51,23 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A request still unanswered after `request_timeout` (a slow upload included) gets 408.
 pub fn router(
     state: AppState,
+    max_concurrent_requests: usize,
+    request_timeout: Duration,
+) -> Router {
+    router_with_pages(
+        state,
+        Router::new(),
+        max_concurrent_requests,
+        request_timeout,
+    )
+}
+
+/// [`router`] with `pages` (routes answered by another layer, such as the web pages) served
+/// behind the same request ids, tracing, metrics, timeouts and limits. A page that sets its
+/// own `Content-Security-Policy` keeps it; every other answer gets the API's.
+pub fn router_with_pages(
+    state: AppState,
+    pages: Router<AppState>,
     max_concurrent_requests: usize,
     request_timeout: Duration,
 ) -> Router {
@@ -111,7 +130,7 @@ pub fn router(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
-        .layer(SetResponseHeaderLayer::overriding(
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
@@ -137,6 +156,7 @@ pub fn router(
 
     Router::new()
         .merge(task_routes)
+        .merge(pages)
         .route("/health", get(health::health))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))

@@ -8,6 +8,7 @@
 
 mod archiver;
 mod backup_dir;
+mod recent;
 mod system;
 mod task_counts;
 
@@ -45,6 +46,7 @@ use crate::storage::Database;
 pub use archiver::ArchiverMetrics;
 pub(crate) use archiver::REFRESH as ARCHIVER_REFRESH;
 use backup_dir::BackupDirCollector;
+pub use recent::{RecentRequests, SLOT as RECENT_SLOT, Sample};
 use system::SystemCollector;
 pub use task_counts::TaskCounts;
 
@@ -173,6 +175,7 @@ pub struct Metrics {
     backup: BackupMetrics,
     task_counts: TaskCounts,
     archiver: ArchiverMetrics,
+    recent: RecentRequests,
 }
 
 fn latency_histogram() -> Histogram {
@@ -250,6 +253,7 @@ impl Metrics {
             pool_connections,
             pool_max,
             build_info,
+            recent: RecentRequests::default(),
         }
     }
 
@@ -263,6 +267,11 @@ impl Metrics {
 
     pub fn archiver(&self) -> &ArchiverMetrics {
         &self.archiver
+    }
+
+    /// Requests of the last minutes, for the status page.
+    pub fn recent(&self) -> &RecentRequests {
+        &self.recent
     }
 
     /// Counts a request as in flight until the returned guard is dropped, which also covers
@@ -290,6 +299,7 @@ impl Metrics {
         self.durations
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+        self.recent.record(elapsed);
     }
 
     /// Renders every metric in the Prometheus text format, refreshing the gauges of `db`'s

@@ -65,3 +65,4 @@ mod slowloris;
 mod tools;
 mod totals;
 mod upgrade;
+mod web;
