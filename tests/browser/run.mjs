@@ -494,7 +494,7 @@ test('the status page shows a backup three days old as late, in words and marked
   await context.close();
 });
 
-test('without JavaScript, create, a stale edit (412) and delete work through the forms', async (browser) => {
+test('without JavaScript, create, a stale edit (412), the edit saved again on purpose and delete work through the forms', async (browser) => {
   const { context, page } = await openPage(browser, { javaScriptEnabled: false });
   await page.goto(BASE + '/');
   await page.getByLabel('Title').fill('No script');
@@ -513,10 +513,48 @@ test('without JavaScript, create, a stale edit (412) and delete work through the
   check(response.status() === 412, `a stale edit answered ${response.status()}`);
   await page.getByText('changed by someone else').waitFor();
   check((await api('GET', `/tasks/${id}`)).body.data.description === 'from elsewhere', 'a stale edit wrote');
+  // Having seen the change, the person saves again on purpose: now it is written.
+  const resent = await submit(page, page.getByRole('button', { name: 'Save' }));
+  check(resent.status() === 303, `the deliberate save answered ${resent.status()}`);
+  await page.waitForURL((u) => u.pathname === '/');
+  check((await api('GET', `/tasks/${id}`)).body.data.description === 'mine', 'the deliberate save did not write');
+  await page.goto(`${BASE}/board/tasks/${id}`);
   await page.getByRole('link', { name: 'Delete this task' }).click();
   await page.getByRole('button', { name: 'Delete' }).click();
   await page.getByRole('heading', { name: 'Tasks' }).waitFor();
   check((await api('GET', `/tasks/${id}`)).status === 404, 'not deleted');
+  await context.close();
+});
+
+test('without JavaScript, a create sent again after its answer was lost makes one task', async (browser) => {
+  const { context, page } = await openPage(browser, { javaScriptEnabled: false });
+  const title = `Sent twice ${uniqueWord()}`;
+  // The first post reaches the server, but its answer is replaced by 204, which leaves the
+  // page as it was: the filled form, as when a connection drops, and the person sends again.
+  let firstLocation = null;
+  await page.route('**/board/tasks', async (route) => {
+    if (route.request().method() !== 'POST' || firstLocation !== null) {
+      await route.continue();
+      return;
+    }
+    const answer = await route.fetch({ maxRedirects: 0 });
+    firstLocation = answer.headers().location || `(status ${answer.status()})`;
+    await route.fulfill({ status: 204 });
+  });
+  await page.goto(BASE + '/');
+  await page.getByLabel('Title').fill(title);
+  await page.getByRole('button', { name: 'Create task' }).click();
+  for (let i = 0; i < 100 && firstLocation === null; i += 1) {
+    await sleep(50);
+  }
+  check(firstLocation !== null && firstLocation.startsWith('/#task-'), `the first post answered ${firstLocation}`);
+  check(await page.getByLabel('Title').inputValue() === title, 'the page did not stay on the filled form');
+  check(await countTitled(title) === 1, 'the first post made no task');
+  const again = await submit(page, page.getByRole('button', { name: 'Create task' }));
+  check(again.status() === 303 && again.headers().location === firstLocation,
+    `sent again: ${again.status()} to ${again.headers().location}, the first went to ${firstLocation}`);
+  await page.locator('li.task', { hasText: title }).first().waitFor();
+  check(await countTitled(title) === 1, 'the form sent twice made two tasks');
   await context.close();
 });
 
