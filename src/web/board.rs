@@ -42,7 +42,7 @@ pub(super) async fn board(
     } else {
         View::List
     };
-    let query = match parse_list_query(&uri) {
+    let query = match parse_list_query(&without_any_status(&uri)) {
         Ok(mut query) => {
             if query_value(&uri, "limit").is_none() {
                 query.limit = PAGE_TASKS;
@@ -344,6 +344,24 @@ fn page_url(query: &ListQuery, cursor: Option<&Cursor>) -> String {
         url.push_str(&cursor.encode());
     }
     url
+}
+
+/// The filter form's "Any" status is sent as `status=`: on the page that means no status
+/// filter (the API itself refuses an empty status), so the parameter is dropped.
+fn without_any_status(uri: &Uri) -> Uri {
+    let Some(query) = uri.query() else {
+        return uri.clone();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| *pair != "status=" && *pair != "status")
+        .collect();
+    if kept.len() == query.split('&').count() {
+        return uri.clone();
+    }
+    format!("{}?{}", uri.path(), kept.join("&"))
+        .parse()
+        .unwrap_or_else(|_| uri.clone())
 }
 
 /// The first value of parameter `name` in the query string, undecoded.

@@ -25,6 +25,7 @@ for_each_backend!(
     a_double_submitted_create_makes_one_task,
     a_refused_create_answers_422_next_to_the_field_and_keeps_the_typed_text,
     filters_search_and_cursor_paging_work_on_the_board,
+    the_filter_form_as_sent_with_any_status_searches,
     posts_started_by_another_site_are_refused,
     with_api_tokens_the_board_needs_a_login_and_logout_ends_the_session,
     the_status_page_needs_a_metrics_token_when_metrics_tokens_are_set,
@@ -512,6 +513,29 @@ async fn filters_search_and_cursor_paging_work_on_the_board(app: TestApp) {
     let bad = browser.get("/?status=nonsense").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.text.contains("status"), "{}", bad.text);
+}
+
+/// The filter form sends every field: "Any" status arrives as an empty `status=`.
+async fn the_filter_form_as_sent_with_any_status_searches(app: TestApp) {
+    for title in ["alpha one", "beta"] {
+        app.create_ok(title).await;
+    }
+    let browser = Browser::new(&app);
+    let page = browser
+        .get("/?q=alpha&status=&sort=created_at&order=desc&view=list")
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let titles = Selector::parse("li.task a.title").unwrap();
+    let shown: Vec<String> = page
+        .doc()
+        .select(&titles)
+        .map(|e| e.text().collect())
+        .collect();
+    assert_eq!(shown, ["alpha one"]);
+    let board = browser.get("/?q=&status=&view=board").await;
+    assert_eq!(board.status, StatusCode::OK, "{}", board.text);
+    let columns = Selector::parse(".column").unwrap();
+    assert_eq!(board.doc().select(&columns).count(), 3);
 }
 
 async fn posts_started_by_another_site_are_refused(app: TestApp) {
