@@ -206,7 +206,7 @@ build_image() {
   size=$(podman image inspect -f '{{.Size}}' "$IMAGE")
   REPORT[size]="$(human "$size") ($size bytes)"
   note "image size: ${REPORT[size]}"
-  [ "$size" -lt $((20 * 1000 * 1000)) ] || die "$IMAGE is ${REPORT[size]}, the goal is under 20 MB"
+  [ "$size" -lt $((14 * 1000 * 1000)) ] || die "$IMAGE is ${REPORT[size]}, the goal is under 14 MB"
 }
 
 supply_chain() {
