@@ -51,17 +51,7 @@ pub(super) struct HealthReport {
 )]
 pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
     let db = state.db();
-    let latency = tokio::time::timeout(PROBE_TIMEOUT, db.ping())
-        .await
-        .ok()
-        .and_then(Result::ok);
-    let schema = match latency {
-        Some(_) => tokio::time::timeout(PROBE_TIMEOUT, db.schema_status())
-            .await
-            .ok()
-            .and_then(Result::ok),
-        None => None,
-    };
+    let (latency, schema) = db.probe(PROBE_TIMEOUT).await;
     let migrations = match schema {
         Some(s) if s.is_current() => "current",
         Some(_) => "pending",

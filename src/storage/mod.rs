@@ -340,6 +340,23 @@ impl Database {
         Ok(started.elapsed())
     }
 
+    /// What a health page shows of the database: the round trip's time and, when it answered,
+    /// its schema; each call bounded by `limit`, `None` where no answer came in time.
+    pub async fn probe(&self, limit: Duration) -> (Option<Duration>, Option<SchemaStatus>) {
+        let latency = tokio::time::timeout(limit, self.ping())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let schema = match latency {
+            Some(_) => tokio::time::timeout(limit, self.schema_status())
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        (latency, schema)
+    }
+
     /// Applies every pending migration (safe to run from several replicas at once on PostgreSQL,
     /// where sqlx takes an advisory lock).
     pub async fn migrate(&self) -> Result<(), StorageError> {

@@ -43,17 +43,7 @@ pub(super) async fn status(State(web): State<Web>, visitor: Visitor) -> Response
         return unauthorized("/status");
     }
     let db = web.app.db();
-    let latency = tokio::time::timeout(PROBE_TIMEOUT, db.ping())
-        .await
-        .ok()
-        .and_then(Result::ok);
-    let schema = match latency {
-        Some(_) => tokio::time::timeout(PROBE_TIMEOUT, db.schema_status())
-            .await
-            .ok()
-            .and_then(Result::ok),
-        None => None,
-    };
+    let (latency, schema) = db.probe(PROBE_TIMEOUT).await;
     let counts = match latency {
         Some(_) => tokio::time::timeout(PROBE_TIMEOUT, db.count_by_status())
             .await
