@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Kubernetes stage of CI: proves, without a cluster, that deploy/k8s is what
 # `kubectl apply -k deploy/k8s` needs: it renders, its names resolve, every object is valid
-# against the Kubernetes API schemas, and checkov finds no unexplained security finding.
+# against the Kubernetes API schemas, and checkov finds no unexplained security finding. The
+# same for the off-site component (deploy/k8s/offsite) through the README's overlay, and its
+# restore job.
 # Then it feeds each check a copy of the manifests with one known defect and expects it to fail.
 #
 # Standalone, from the repository root, on Debian 12:   bash ci/k8s-check.sh
@@ -51,9 +53,9 @@ render() {
   kubectl kustomize "$dir" >"$out"
 }
 
-# The Secret exactly as the README's commands create it, rendered instead of sent.
+# The Secret exactly as the README's commands (block NAME) create it, rendered instead of sent.
 secret_from_readme() {
-  local readme=$1 out=$2 sandbox
+  local readme=$1 block=$2 out=$3 sandbox
   sandbox=$(mktemp -d "$WORK/secret.XXXXXX")
   mkdir "$sandbox/bin"
   # A kubectl that prints what it would create (one YAML document per call) instead.
@@ -63,11 +65,13 @@ secret_from_readme() {
     printf "exec env KUBECONFIG=/dev/null '%s' \"\$@\" --dry-run=client -o yaml >>'%s'\n" "$VENV/bin/kubectl" "$out"
   } >"$sandbox/bin/kubectl"
   chmod +x "$sandbox/bin/kubectl"
-  markdown_block create-secret "$readme" >"$sandbox/commands.sh"
+  markdown_block "$block" "$readme" >"$sandbox/commands.sh"
   grep -q 'kubectl create secret generic' "$sandbox/commands.sh" ||
-    die "$readme has no create-secret block with a 'kubectl create secret generic' command"
-  (cd "$sandbox" && PATH="$sandbox/bin:$PATH" bash -euo pipefail commands.sh) ||
-    die "the create-secret commands of $readme failed"
+    die "$readme has no $block block with a 'kubectl create secret generic' command"
+  # The store's keys, which the off-site block takes from the operator's shell.
+  (cd "$sandbox" && PATH="$sandbox/bin:$PATH" KEY_ID=example-key-id SECRET_KEY=example-secret-key \
+    bash -euo pipefail commands.sh) ||
+    die "the $block commands of $readme failed"
   [ -s "$out" ] || die "the README's commands created no Secret"
 }
 
@@ -78,8 +82,9 @@ markdown_block() {
 }
 
 crossref() {
-  local dir=$1 rendered=$2 secret=$3
-  "$VENV/bin/python" deploy/k8s/check/crossref.py "$dir" "$rendered" "$secret"
+  local dir=$1 rendered=$2
+  shift 2
+  "$VENV/bin/python" deploy/k8s/check/crossref.py "$dir" "$rendered" "$@"
 }
 
 schemas() {
@@ -91,11 +96,12 @@ schemas() {
 }
 
 # Without a network: checkov would otherwise call its vendor's API. Every skip must be an
-# in-place annotation with a reason.
+# in-place annotation with a reason. Patches (*.patch.yaml) are partial objects: they are
+# scanned as part of the rendered stream.
 checkov_scan() {
   local target_flag=$1 target=$2
   BC_SKIP_MAPPING=TRUE unshare --net "$VENV/bin/checkov" --skip-download --quiet --compact \
-    --framework kubernetes "$target_flag" "$target"
+    --framework kubernetes --skip-path '\.patch\.yaml$' "$target_flag" "$target"
 }
 skips_have_reasons() {
   local dir=$1 unexplained
@@ -143,9 +149,13 @@ check_render() {
 
 check_secret_command() {
   step "the README's secret commands (kubectl create secret --dry-run=client)"
-  secret_from_readme "$SECRET_DOC" "$WORK/secret.yaml"
-  note "creates $(awk '/^kind:/ { k = $2 } /^  name:/ { printf "%s/%s ", k, $2 }' "$WORK/secret.yaml")with keys: $(
-    awk '/^data:/ { d = 1; next } /^[^ ]/ { d = 0 } d { sub(":", ""); printf "%s ", $1 }' "$WORK/secret.yaml")"
+  local file
+  secret_from_readme "$SECRET_DOC" create-secret "$WORK/secret.yaml"
+  secret_from_readme "$SECRET_DOC" create-offsite-secret "$WORK/offsite-secret.yaml"
+  for file in "$WORK/secret.yaml" "$WORK/offsite-secret.yaml"; do
+    note "creates $(awk '/^kind:/ { k = $2 } /^  name:/ { printf "%s/%s ", k, $2 }' "$file")with keys: $(
+      awk '/^data:/ { d = 1; next } /^[^ ]/ { d = 0 } d { sub(":", ""); printf "%s ", $1 }' "$file")"
+  done
 }
 
 check_overlay() {
@@ -172,7 +182,7 @@ check_schemas() {
   schemas "$WORK/rendered.yaml" || die "an object does not match the Kubernetes schemas"
   # The files as written too, each on its own (the rendering adds only namespace and labels).
   local files
-  mapfile -t files < <(find "$MANIFESTS" -name '*.yaml' ! -name kustomization.yaml | sort)
+  mapfile -t files < <(find "$MANIFESTS" -name '*.yaml' ! -name kustomization.yaml ! -name '*.patch.yaml' | sort)
   "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "${KUBERNETES_VERSIONS[0]}" "${files[@]}" ||
     die "a manifest file does not match the Kubernetes schemas"
   note "${#files[@]} manifest files valid on their own against the ${KUBERNETES_VERSIONS[0]} schemas"
@@ -186,6 +196,20 @@ check_checkov() {
   checkov_scan -f "$WORK/rendered.yaml" | sed 's/^/  /' || die "checkov found problems in the rendered manifests"
   note "skipped checks, each with its reason in place:"
   grep -rhoE 'checkov\.io/skip[0-9]*: .*' "$MANIFESTS" --include='*.yaml' | sort | uniq -c | sed 's/^/    /'
+}
+
+check_offsite() {
+  step "off-site copies and point-in-time recovery (the README's overlay with k8s/offsite, the restore job)"
+  local rendered=$WORK/offsite.yaml
+  render_offsite "$MANIFESTS" "$rendered" || die "the README's off-site overlay or the restore job does not render"
+  note "$(grep -c '^kind: ' "$rendered") objects with the restore job; images: $(grep -oE 'image: .*' "$rendered" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+  ! grep -qE 'image: postgres' "$rendered" || die "the off-site overlay left task-db on the plain postgres image"
+  [ "$(grep -c 'image: task-db:16-alpine$' "$rendered")" = 3 ] ||
+    die "task-db, its base-backups container and the restore job must all run task-db:16-alpine"
+  crossref "$MANIFESTS/offsite" "$rendered" "$WORK/secret.yaml" "$WORK/offsite-secret.yaml" ||
+    die "the off-site component does not fit the manifests"
+  schemas "$rendered" || die "an object of the off-site overlay does not match the Kubernetes schemas"
+  checkov_scan -f "$rendered" | sed 's/^/  /' || die "checkov found problems in the off-site overlay"
 }
 
 # --- the checks can fail: one known defect each -----------------------------------------------
@@ -216,6 +240,26 @@ expect_failure() {
 render_and_crossref() {
   local dir=$1
   render "$dir" "$dir.rendered.yaml" && crossref "$dir" "$dir.rendered.yaml" "$WORK/secret.yaml"
+}
+# The README's off-site overlay, as an operator puts it beside a copy of the manifests DIR,
+# rendered into OUT, followed by the restore job.
+render_offsite() {
+  local dir=$1 out=$2 root
+  root=$(mktemp -d "$WORK/offsite.XXXXXX")
+  mkdir -p "$root/deploy/overlays/offsite"
+  cp -r "$dir" "$root/deploy/k8s"
+  markdown_block offsite-overlay "$SECRET_DOC" >"$root/deploy/overlays/offsite/kustomization.yaml"
+  grep -q 'k8s/offsite' "$root/deploy/overlays/offsite/kustomization.yaml" ||
+    die "$SECRET_DOC has no offsite-overlay block that includes the component k8s/offsite"
+  render "$root/deploy/overlays/offsite" "$out" || return 1
+  printf -- '---\n' >>"$out"
+  render "$root/deploy/k8s/offsite/restore" "$out.restore" || return 1
+  cat "$out.restore" >>"$out"
+}
+render_offsite_and_crossref() {
+  local dir=$1
+  render_offsite "$dir" "$dir.offsite.yaml" &&
+    crossref "$dir/offsite" "$dir.offsite.yaml" "$WORK/secret.yaml" "$WORK/offsite-secret.yaml"
 }
 render_and_validate() {
   local dir=$1
@@ -257,6 +301,23 @@ check_defects_are_caught() {
   dir=$(defective_copy db-host configmap.yaml "DB_HOST: task-db" "DB_HOST: task-database")
   expect_failure "DB_HOST names no Service" "DB_HOST=task-database names no Service" render_and_crossref "$dir"
 
+  dir=$(defective_copy offsite-secret-key offsite/db-statefulset.patch.yaml "- key: secret-access-key" "- key: secret-key")
+  expect_failure "an off-site key the README's command does not create" "Secret task-api-offsite (as deploy/k8s/README.md creates it) has no key secret-key" \
+    render_offsite_and_crossref "$dir"
+
+  dir=$(defective_copy offsite-key-unmounted offsite/backup-cronjob.patch.yaml $'                - name: offsite-keys\n                  mountPath: /run/secrets/task-api-offsite\n                  readOnly: true\n          containers:' \
+    $'          containers:')
+  expect_failure "the backup container reads the store's keys from a file it does not mount" "AWS_ACCESS_KEY_ID_FILE=/run/secrets/task-api-offsite/access-key-id is not under any mounted volume" \
+    render_offsite_and_crossref "$dir"
+
+  dir=$(defective_copy restore-claim offsite/restore/job.yaml "claimName: data-task-db-0" "claimName: data-task-db")
+  expect_failure "the restore job claims a volume the StatefulSet does not have" "claims data-task-db, which does not exist" \
+    render_offsite_and_crossref "$dir"
+
+  dir=$(defective_copy unlisted-patch offsite/kustomization.yaml "  - path: backup-cronjob.patch.yaml" "")
+  expect_failure "a patch of the component that is not listed" "backup-cronjob.patch.yaml is not listed" \
+    render_offsite_and_crossref "$dir"
+
   dir=$(defective_copy unknown-field api-deployment.yaml "  replicas: 2" "  replica: 2")
   expect_failure "a misspelt field" "'replica' was unexpected" render_and_validate "$dir"
 
@@ -283,6 +344,7 @@ main() {
   check_crossref
   check_schemas
   check_checkov
+  check_offsite
   check_defects_are_caught
   current="done"
   printf '\n=== kubernetes check: all checks passed ===\n'

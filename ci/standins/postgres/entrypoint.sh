@@ -1,6 +1,7 @@
 #!/bin/sh
 # Entry point of the postgres stand-in: initialises PGDATA on first start from the
-# POSTGRES_* variables, then runs the server as the postgres user.
+# POSTGRES_* variables, then runs the server as the postgres user. Started as root it drops to
+# postgres; started as postgres itself (runAsUser: 70) it needs no root step.
 set -eu
 
 if [ "${1:-}" != postgres ]; then
@@ -17,16 +18,20 @@ fi
 : "${POSTGRES_PASSWORD:?postgres stand-in: POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE is required}"
 user=${POSTGRES_USER:-postgres}
 db=${POSTGRES_DB:-$user}
-as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+if [ "$(id -u)" = 0 ]; then
+  as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+else
+  as_postgres() { "$@"; }
+fi
 
 mkdir -p "$PGDATA"
-chown postgres:postgres "$PGDATA"
+if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$PGDATA"; fi
 chmod 700 "$PGDATA"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile=$(mktemp)
   printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
-  chown postgres "$pwfile"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$pwfile"; fi
   # UTF8 like the official image (its default locale is en_US.utf8); the minimal Debian
   # root has no locales, so without this initdb would pick SQL_ASCII.
   as_postgres initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" -E UTF8 --no-locale \
@@ -45,4 +50,7 @@ fi
 
 # Like the public image, further arguments (-c name=value) go to the server.
 shift
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" "$@"
+if [ "$(id -u)" = 0 ]; then
+  exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" "$@"
+fi
+exec postgres -D "$PGDATA" "$@"

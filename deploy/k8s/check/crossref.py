@@ -38,16 +38,23 @@ def check_files(check, directory):
     """Every listed resource exists, and every manifest in the directory is listed."""
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8"))
     listed = set()
-    for entry in kustomization.get("resources", []):
+    entries = list(kustomization.get("resources", []))
+    entries += [patch["path"] for patch in kustomization.get("patches", []) if "path" in patch]
+    for entry in entries:
         path = (directory / entry).resolve()
         listed.add(path)
         check.expect(path.exists(), f"kustomization.yaml lists {entry}, which does not exist")
     for path in sorted(directory.rglob("*")):
         if path.suffix not in {".yaml", ".yml"} or path.name == "kustomization.yaml":
             continue
+        # A subdirectory with a kustomization of its own (a component, a restore job) is
+        # rendered and checked on its own.
+        if any((parent / "kustomization.yaml").exists() for parent in path.parents
+               if parent != directory and directory in parent.parents):
+            continue
         relative = path.relative_to(directory)
         check.expect(path.resolve() in listed,
-                     f"{relative} is not listed in kustomization.yaml resources: it would never be applied")
+                     f"{relative} is not listed in kustomization.yaml resources or patches: it would never be applied")
 
 
 def object_id(obj):
@@ -95,6 +102,13 @@ class Cluster:
             namespace = None if obj.get("kind") in CLUSTER_SCOPED_KINDS else meta.get("namespace")
             self.objects[(namespace, obj.get("kind"), meta.get("name"))] = obj
         for obj in rendered:
+            # A StatefulSet's claims, named <template>-<statefulset>-<ordinal>, exist once it runs.
+            if obj.get("kind") == "StatefulSet":
+                spec = obj.get("spec", {})
+                for template in spec.get("volumeClaimTemplates", []):
+                    for ordinal in range(spec.get("replicas", 1)):
+                        name = f"{template['metadata']['name']}-{obj['metadata']['name']}-{ordinal}"
+                        self.objects[(obj["metadata"].get("namespace"), "PersistentVolumeClaim", name)] = template
             if obj.get("kind") in WORKLOAD_KINDS:
                 labels, spec, claims = pod_templates(obj)
                 self.pods.append((obj["metadata"].get("namespace"), object_id(obj), labels, spec, claims))
