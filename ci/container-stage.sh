@@ -598,6 +598,12 @@ check_pitr() {
     die "ci/pitr-stage.sh failed (its step is named above)"
 }
 
+# The same through the Kubernetes manifests' off-site component (kubectl from ci/k8s-check.sh).
+check_kube_pitr() {
+  step "point-in-time recovery through the Kubernetes manifests (ci/k8s-pitr-stage.sh)"
+  HOST_PORT=$HOST_PORT bash ci/k8s-pitr-stage.sh || die "ci/k8s-pitr-stage.sh failed (its step is named above)"
+}
+
 check_runbook() {
   step "runbook and deployment checklist, run as written"
   HOST_PORT=$HOST_PORT CONTAINER_STAGE_CACHE=$CACHE bash ci/runbook-check.sh ||
@@ -619,7 +625,7 @@ main() {
     supply_chain start_database check_users_command check_read_only check_burst check_sigterm \
     check_faults check_debug_target check_doctor check_kube_play check_kube_backup_job \
     stop_database check_sqlite_volume check_compose check_backup_restore check_doctor_compose \
-    check_pitr check_runbook; do
+    check_pitr check_kube_pitr check_runbook; do
     "$step"
   done
   REPORT[total]="$(($(date +%s) - start)) s"

@@ -17,8 +17,9 @@
 #                                by a prune (the entry point starts it when BACKUP_REMOTE is set)
 #   pitr restore [--replace] [TIME]
 #                                with the server stopped: the latest base backup into PGDATA, set
-#                                to replay archived WAL up to TIME (all of it without TIME), then
-#                                to promote; --replace empties a non-empty PGDATA first
+#                                to replay archived WAL up to TIME (default: PITR_TARGET_TIME; all
+#                                of it without either), then to promote; --replace empties a
+#                                non-empty PGDATA first
 set -eu
 
 die() { echo "pitr: $*" >&2; exit 1; }
@@ -145,7 +146,7 @@ case "$command" in
   restore)
     replace=false
     if [ "${1:-}" = --replace ]; then replace=true; shift; fi
-    target=${1:-}
+    target=${1:-${PITR_TARGET_TIME:-}}
     : "${PGDATA:?pitr: PGDATA is not set}"
     [ ! -f "$PGDATA/postmaster.pid" ] || die "the server in $PGDATA is running (or crashed): stop it first"
     if [ -n "$(ls -A "$PGDATA" 2>/dev/null)" ]; then

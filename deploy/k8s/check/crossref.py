@@ -179,7 +179,12 @@ def effective_env(cluster, namespace, container):
             config_map = cluster.get(namespace, "ConfigMap", source["configMapRef"]["name"]) or {}
             env.update(config_map.get("data") or {})
     for variable in container.get("env", []):
-        env[variable["name"]] = variable.get("value")
+        reference = (variable.get("valueFrom") or {}).get("configMapKeyRef")
+        if reference:
+            config_map = cluster.get(namespace, "ConfigMap", reference["name"]) or {}
+            env[variable["name"]] = (config_map.get("data") or {}).get(reference["key"])
+        else:
+            env[variable["name"]] = variable.get("value")
     return env
 
 
