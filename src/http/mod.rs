@@ -40,6 +40,7 @@ pub use error::ApiError;
 pub use extract::{parse_json_body, parse_list_query};
 pub(crate) use idempotency::{StoredResponse, fingerprint as idempotency_fingerprint, remember};
 pub use state::AppState;
+pub(crate) use tasks::list_query_string;
 
 /// Largest request body: a task at its longest (10,000 characters of 4-byte UTF-8) fits.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

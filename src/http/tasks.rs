@@ -118,20 +118,28 @@ pub(super) async fn list_tasks(
 
 /// The relative URL of the page after `cursor`: the same filters, sort, order and limit.
 fn next_page_url(query: &ListQuery, cursor: &str) -> String {
+    format!("/tasks?{}", list_query_string(query, Some(cursor)))
+}
+
+/// The query string of a listing with `query`'s filters, sort, order and limit, from the start
+/// or after `cursor` (an encoded cursor): the API's `next` link and the board's page links.
+pub(crate) fn list_query_string(query: &ListQuery, cursor: Option<&str>) -> String {
     let sort = query.sort.name();
     let order = query.order.name();
-    let mut url = format!("/tasks?limit={}&sort={sort}&order={order}", query.limit);
+    let mut out = format!("limit={}&sort={sort}&order={order}", query.limit);
     if let Some(status) = query.status {
-        url.push_str("&status=");
-        url.push_str(status.as_str());
+        out.push_str("&status=");
+        out.push_str(status.as_str());
     }
     if let Some(text) = &query.search {
-        url.push_str("&q=");
-        url.extend(utf8_percent_encode(text, NON_ALPHANUMERIC));
+        out.push_str("&q=");
+        out.extend(utf8_percent_encode(text, NON_ALPHANUMERIC));
     }
-    url.push_str("&cursor=");
-    url.push_str(cursor);
-    url
+    if let Some(cursor) = cursor {
+        out.push_str("&cursor=");
+        out.push_str(cursor);
+    }
+    out
 }
 
 /// Get one task.

@@ -6,14 +6,13 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use maud::{Markup, html};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::Web;
 use super::forms::{self, TaskFields};
 use super::layout::{Frame, Section, page, respond};
 use super::session::{Visitor, unauthorized};
 use crate::domain::{Cursor, ListQuery, SortField, SortOrder, Task, TaskStatus};
-use crate::http::{ApiError, parse_list_query};
+use crate::http::{ApiError, list_query_string, parse_list_query};
 use crate::storage::TaskPage;
 
 /// Tasks a page shows unless `limit` says otherwise: keeps the first load small.
@@ -325,25 +324,8 @@ pub(super) fn status_name(status: TaskStatus) -> &'static str {
 
 /// The board URL with the same filters, from the start or after `cursor`.
 fn page_url(query: &ListQuery, cursor: Option<&Cursor>) -> String {
-    let mut url = format!(
-        "/?sort={}&order={}&limit={}",
-        query.sort.name(),
-        query.order.name(),
-        query.limit
-    );
-    if let Some(status) = query.status {
-        url.push_str("&status=");
-        url.push_str(status.as_str());
-    }
-    if let Some(text) = &query.search {
-        url.push_str("&q=");
-        url.extend(utf8_percent_encode(text, NON_ALPHANUMERIC));
-    }
-    if let Some(cursor) = cursor {
-        url.push_str("&cursor=");
-        url.push_str(&cursor.encode());
-    }
-    url
+    let cursor = cursor.map(Cursor::encode);
+    format!("/?{}", list_query_string(query, cursor.as_deref()))
 }
 
 /// The filter form's "Any" status is sent as `status=`: on the page that means no status
