@@ -14,31 +14,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+die() { echo "bench/backup.sh: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
 ROWS=${ROWS:-1000000}
 RUNS=${RUNS:-3}
-PG_BIN=${PG_BIN:-$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
-[ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL server binaries not found: apt-get install postgresql" >&2; exit 2; }
-[ -x /usr/bin/time ] || { echo "GNU time not found: apt-get install time" >&2; exit 2; }
+PG_BIN=${PG_BIN:-$(default_pg_bin)}
+[ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found: apt-get install postgresql"
+[ -x /usr/bin/time ] || die "GNU time not found: apt-get install time"
 S3S_FS=${S3S_FS:-$(command -v s3s-fs || echo /var/cache/task-api/s3s-fs/bin/s3s-fs)}
-[ -x "$S3S_FS" ] || { echo "s3s-fs not found: cargo install s3s-fs@0.14.1 --locked --features binary" >&2; exit 2; }
+[ -x "$S3S_FS" ] || die "s3s-fs not found: cargo install s3s-fs@0.14.1 --locked --features binary"
 
 cargo build --release --locked --quiet
 BIN=$PWD/target/release/task-api
 
 WORK=$(mktemp -d /tmp/task-api-bench.XXXXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-S3_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
+S3_PORT=$(free_port)
 cleanup() {
-  as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" stop -m immediate >/dev/null 2>&1 || true
+  stop_postgres "$WORK/data"
   [ -z "${S3_PID:-}" ] || kill "$S3_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
-as_pg "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -E UTF8 >/dev/null
-as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w \
-  -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
+start_postgres "$WORK/data" "$PORT" </dev/null
 
 mkdir -p "$WORK/s3/task-backups"
 "$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key bench --secret-key bench-secret "$WORK/s3" \

@@ -19,6 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 die() { echo "bench/web.sh: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -37,16 +39,9 @@ for b in $BACKENDS; do
   case $b in postgres | sqlite) ;; *) die "BACKENDS takes postgres and/or sqlite, not '$b'" ;; esac
 done
 
-PG_BIN=${PG_BIN:-$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
+PG_BIN=${PG_BIN:-$(default_pg_bin)}
 [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found: apt-get install postgresql"
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } ||
-      die "wrk not found and apt-get install wrk failed: install wrk (Debian package wrk)"
-  else
-    die "wrk not found: apt-get install wrk"
-  fi
-fi
+require_wrk
 command -v curl >/dev/null || die "curl not found: apt-get install curl"
 command -v python3 >/dev/null || die "python3 not found: apt-get install python3"
 if [ "$(id -u)" = 0 ]; then id postgres >/dev/null 2>&1 || die "running as root needs the postgres OS user (apt-get install postgresql)"; fi
@@ -65,59 +60,15 @@ WORK=$(mktemp -d /tmp/web-bench.XXXXXX)
 # A private copy: a rebuild during the run cannot change the binary under test.
 BIN=$WORK/bench-server
 cp "$TASK_API_BIN" "$BIN"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PG_PORT=$(free_port)
 API_PORT=$(free_port)
 API="http://127.0.0.1:$API_PORT"
-API_PID=
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-stop_api() {
-  [ -n "$API_PID" ] || return 0
-  kill "$API_PID" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$API_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$API_PID" 2>/dev/null || true
-  wait "$API_PID" 2>/dev/null || true
-  API_PID=
-}
-cleanup() {
-  local rc=$?
-  stop_api
-  as_pg "$PG_BIN/pg_ctl" -D "$WORK/pgdata" stop -m immediate >/dev/null 2>&1 || true
-  if [ "${KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then
-    [ "$rc" = 0 ] || { [ -f "$WORK/api.log" ] && tail -n 5 "$WORK/api.log" >&2; }
-    echo "work directory kept: $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
+trap cleanup_bench EXIT
 trap 'exit 130' INT TERM
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
 
-as_pg "$PG_BIN/initdb" -D "$WORK/pgdata" -U postgres --auth=trust -E UTF8 >/dev/null || die "initdb failed"
-cat >>"$WORK/pgdata/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$WORK'
-shared_buffers = 256MB
-EOF
-as_pg "$PG_BIN/pg_ctl" -D "$WORK/pgdata" -l "$WORK/server.log" -w start >/dev/null ||
-  die "PostgreSQL did not start: see $WORK/server.log"
+start_postgres "$WORK/pgdata" "$PG_PORT" </dev/null
 psql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
 url() { echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"; }
-
-start_api() { # DATABASE_URL
-  env DATABASE_URL="$1" PORT="$API_PORT" BIND_ADDRESS=127.0.0.1 LOG_LEVEL=warn LOG_FORMAT=json \
-    BACKUP_DIR="$WORK/backups-serve" DATA_DIR="$WORK/data-serve" NO_BACKUP_BEFORE_MIGRATE=true \
-    "$BIN" serve >"$WORK/api.log" 2>&1 &
-  API_PID=$!
-  for _ in $(seq 600); do
-    curl -sf -o /dev/null --max-time 2 "$API/readyz" && return 0
-    kill -0 "$API_PID" 2>/dev/null || { tail -n 5 "$WORK/api.log" >&2; API_PID=; die "task-api serve exited at start"; }
-    sleep 0.1
-  done
-  die "task-api did not become ready within 60 s"
-}
 
 # wrk script: records the result line the report reads; any non-2xx answer counts as an error.
 cat >"$WORK/one.lua" <<'EOF'

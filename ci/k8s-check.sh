@@ -75,11 +75,6 @@ secret_from_readme() {
   [ -s "$out" ] || die "the README's commands created no Secret"
 }
 
-# The lines of a marked block of a Markdown file, without the fences.
-markdown_block() {
-  local name=$1 file=$2
-  sed -n "/<!-- begin: $name/,/<!-- end: $name/p" "$file" | sed '/^ *```/d; /^ *<!--/d'
-}
 
 crossref() {
   local dir=$1 rendered=$2

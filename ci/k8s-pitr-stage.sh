@@ -133,8 +133,7 @@ step "the README's off-site overlay, rendered with the store on this network"
 root=$WORK/repo
 mkdir -p "$root/deploy/overlays/offsite" "$WORK/configmaps"
 cp -r deploy/k8s "$root/deploy/k8s"
-sed -n '/<!-- begin: offsite-overlay/,/<!-- end: offsite-overlay/p' deploy/k8s/README.md |
-  sed '/^ *```/d; /^ *<!--/d' >"$root/deploy/overlays/offsite/kustomization.yaml"
+markdown_block offsite-overlay deploy/k8s/README.md >"$root/deploy/overlays/offsite/kustomization.yaml"
 # The store's address, and a short archive_timeout the stage can wait for (60s in the file).
 config=$root/deploy/k8s/offsite/configmap.yaml
 for edit in 's{BACKUP_REMOTE: .*}{BACKUP_REMOTE: s3://task-backups/k8s}' \

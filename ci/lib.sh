@@ -60,3 +60,9 @@ wait_until() {
     sleep "$interval"
   done
 }
+
+# The lines of a marked block of a Markdown file, without the fences.
+markdown_block() {
+  local name=$1 file=$2
+  sed -n "/<!-- begin: $name/,/<!-- end: $name/p" "$file" | sed '/^ *```/d; /^ *<!--/d'
+}
