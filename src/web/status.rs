@@ -93,7 +93,7 @@ pub(super) async fn status(State(web): State<Web>, visitor: Visitor) -> Response
             h2 id="svc" { "Service" }
             dl {
                 dt { "Version" } dd { (env!("CARGO_PKG_VERSION")) }
-                dt { "Up for" } dd { (humantime::format_duration(Duration::from_secs(web.app.uptime().as_secs()))) }
+                dt { "Up for" } dd { (in_words(web.app.uptime())) }
                 dt { "Memory" }
                 dd {
                     (process.resident_memory_bytes.map_or_else(|| "unknown".to_owned(), bytes))
@@ -228,10 +228,10 @@ async fn backups_section(web: &Web) -> Markup {
                         dt { "Taken" } dd { (file.taken_at.format("%Y-%m-%d %H:%M:%S UTC")) }
                         dt { "Age" }
                         dd.late[late] data-late=(late) {
-                            (humantime::format_duration(Duration::from_secs(age.as_secs()))) " old"
+                            (in_words(age)) " old"
                             @match interval {
-                                Some(i) if late => { " — late: a backup is expected every " (humantime::format_duration(i)) }
-                                Some(i) => { " (expected every " (humantime::format_duration(i)) ")" }
+                                Some(i) if late => { " — late: a backup is expected every " (in_words(i)) }
+                                Some(i) => { " (expected every " (in_words(i)) ")" }
                                 None => { " (no expected interval configured: set BACKUP_EXPECTED_INTERVAL)" }
                             }
                         }
@@ -289,6 +289,60 @@ async fn verified(web: &Web, file: &BackupFile) -> Markup {
             Some(Ok(text)) => span.ok { (text) },
             Some(Err(e)) => span.bad { "no: " (e) },
             None => span { "being checked; refresh in a moment" },
+        }
+    }
+}
+
+/// A duration as a person reads it: its largest unit and the next one down, if not zero
+/// ("3 days", "1 hour 5 minutes", "12 seconds").
+fn in_words(duration: Duration) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
+    let seconds = duration.as_secs();
+    let Some(largest) = UNITS.iter().position(|(size, _)| seconds >= *size) else {
+        return "0 seconds".to_owned();
+    };
+    let mut words = Vec::new();
+    let mut rest = seconds;
+    for (size, name) in UNITS.iter().skip(largest).take(2) {
+        let count = rest / size;
+        rest %= size;
+        if count > 0 {
+            words.push(format!(
+                "{count} {name}{}",
+                if count == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::in_words;
+
+    #[test]
+    fn durations_read_in_their_two_largest_units() {
+        let cases = [
+            (0, "0 seconds"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (65, "1 minute 5 seconds"),
+            (3_600, "1 hour"),
+            (3_660, "1 hour 1 minute"),
+            (7_322, "2 hours 2 minutes"),
+            (86_400, "1 day"),
+            (3 * 86_400 + 12, "3 days"),
+            (3 * 86_400 + 7_200, "3 days 2 hours"),
+        ];
+        for (seconds, words) in cases {
+            assert_eq!(in_words(Duration::from_secs(seconds)), words, "{seconds} s");
         }
     }
 }
