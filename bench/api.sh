@@ -416,46 +416,13 @@ bench_endpoint() {
 }
 
 # --- the runs -----------------------------------------------------------------------------
-WORDS="'report','invoice','deploy','review','backup','meeting','budget','release','server',
-  'design','update','migrate','customer','ticket','email','schedule','audit','database',
-  'network','security','payroll','contract','launch','feature','bug','test','plan','refactor',
-  'document','call','order','shipping','training','hiring','cleanup','monitor','support','task',
-  'archive','renew'"
 for SIZE in $SIZES; do
   DB=tasks_$SIZE
-  echo "seeding $SIZE tasks into PostgreSQL..."
-  psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-  DATABASE_URL=$(url "$DB") BACKUP_DIR="$WORK/backups-migrate" NO_BACKUP_BEFORE_MIGRATE=true \
-    "$BIN" migrate >"$WORK/migrate.log" 2>&1 || die "task-api migrate failed: $(tail -n 1 "$WORK/migrate.log")"
-  # Titles of three words out of 40 and a hex fragment (so 'task' is in about 7% of titles and
-  # a hex term like 'ffff' is rare), descriptions of a sentence and hex; ids and timestamps rise
-  # together, one task a second; 60% completed, 25% pending, 15% in progress.
-  psql -d "$DB" -c "
-    WITH v AS (SELECT ARRAY[$WORDS] AS w)
-    INSERT INTO tasks (title, description, status, created_at, updated_at)
-    SELECT initcap(w[1 + (g * 7) % 40]) || ' ' || w[1 + (g * 13 + g / 40) % 40] || ' '
-             || w[1 + (g * 31 + g / 1600) % 40] || ' ' || substr(md5(g::text), 1, 4 + g % 9),
-           CASE WHEN g % 7 = 0 THEN ''
-                ELSE 'Notes on the ' || w[1 + (g * 17) % 40] || ' ' || w[1 + (g * 23 + g / 40) % 40]
-                  || ' for ' || w[1 + (g * 29) % 40] || '. ' || repeat(md5((g * 7)::text) || ' ', g % 4)
-           END,
-           CASE WHEN (hashint4(g) & 1023) % 20 < 12 THEN 'completed'
-                WHEN (hashint4(g) & 1023) % 20 < 17 THEN 'pending' ELSE 'in-progress' END,
-           date_trunc('milliseconds', now() - make_interval(secs => $SIZE - g)),
-           date_trunc('milliseconds', now() - make_interval(secs => ($SIZE - g) / 2))
-    FROM v, generate_series(1, $SIZE) AS g" >/dev/null
-  psql -d "$DB" -c "VACUUM ANALYZE" >/dev/null
+  seed_tasks "$DB" "$SIZE"
   psql -d "$DB" -Atc "SELECT '  ' || count(*) || ' tasks, ' || pg_size_pretty(pg_total_relation_size('tasks')) || ' with indexes; '
     || count(*) FILTER (WHERE status = 'completed') || ' completed; '
     || count(*) FILTER (WHERE title ILIKE '%$SEARCH%' OR description ILIKE '%$SEARCH%') || ' match q=$SEARCH' FROM tasks"
-  if [[ " $BACKENDS " == *" sqlite "* ]]; then
-    rm -rf "$WORK/backup" "$WORK/sqlite"
-    mkdir -p "$WORK/sqlite"
-    DATABASE_URL=$(url "$DB") BACKUP_DIR="$WORK/backup" "$BIN" backup >"$WORK/backup.log" 2>&1 ||
-      die "task-api backup failed: $(tail -n 1 "$WORK/backup.log")"
-    DATABASE_URL="sqlite://$WORK/sqlite/tasks.db" BACKUP_DIR="$WORK/backup" "$BIN" restore --latest >"$WORK/restore.log" 2>&1 ||
-      die "task-api restore into SQLite failed: $(tail -n 1 "$WORK/restore.log")"
-  fi
+  if [[ " $BACKENDS " == *" sqlite "* ]]; then copy_to_sqlite "$DB"; fi
 
   for BACKEND in $BACKENDS; do
     echo "$BACKEND, $SIZE tasks:"

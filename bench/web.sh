@@ -10,8 +10,8 @@
 #
 # Knobs: SIZES ("1000000"), BACKENDS ("postgres sqlite"), C1_DURATION (5s per page),
 # KEEP=1 (keep the work directory), TASK_API_BIN (a binary to use instead of building one).
-# The tasks are seeded as bench/api.sh seeds them. Non-2xx answers or a missing figure make
-# the exit status non-zero; there are no timing thresholds.
+# The tasks are seeded as bench/api.sh seeds them (seed_tasks, bench/lib.sh). Non-2xx answers
+# or a missing figure make the exit status non-zero; there are no timing thresholds.
 #
 # Needs: PostgreSQL server binaries (apt-get install postgresql), wrk (apt-get install wrk;
 # installed automatically when run as root), curl, python3.
@@ -118,42 +118,10 @@ weight() {
 kb() { echo "$1 / 1024" | bc -l; }
 command -v bc >/dev/null || die "bc not found: apt-get install bc"
 
-WORDS="'report','invoice','deploy','review','backup','meeting','budget','release','server',
-  'design','update','migrate','customer','ticket','email','schedule','audit','database',
-  'network','security','payroll','contract','launch','feature','bug','test','plan','refactor',
-  'document','call','order','shipping','training','hiring','cleanup','monitor','support','task',
-  'archive','renew'"
 for SIZE in $SIZES; do
   DB=tasks_$SIZE
-  echo "seeding $SIZE tasks into PostgreSQL..."
-  psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-  DATABASE_URL=$(url "$DB") BACKUP_DIR="$WORK/backups-migrate" NO_BACKUP_BEFORE_MIGRATE=true \
-    "$BIN" migrate >"$WORK/migrate.log" 2>&1 || die "task-api migrate failed: $(tail -n 1 "$WORK/migrate.log")"
-  # The same tasks as bench/api.sh: three-word titles, sentence-and-hex descriptions, one task
-  # a second, 60% completed, 25% pending, 15% in progress.
-  psql -d "$DB" -c "
-    WITH v AS (SELECT ARRAY[$WORDS] AS w)
-    INSERT INTO tasks (title, description, status, created_at, updated_at)
-    SELECT initcap(w[1 + (g * 7) % 40]) || ' ' || w[1 + (g * 13 + g / 40) % 40] || ' '
-             || w[1 + (g * 31 + g / 1600) % 40] || ' ' || substr(md5(g::text), 1, 4 + g % 9),
-           CASE WHEN g % 7 = 0 THEN ''
-                ELSE 'Notes on the ' || w[1 + (g * 17) % 40] || ' ' || w[1 + (g * 23 + g / 40) % 40]
-                  || ' for ' || w[1 + (g * 29) % 40] || '. ' || repeat(md5((g * 7)::text) || ' ', g % 4)
-           END,
-           CASE WHEN (hashint4(g) & 1023) % 20 < 12 THEN 'completed'
-                WHEN (hashint4(g) & 1023) % 20 < 17 THEN 'pending' ELSE 'in-progress' END,
-           date_trunc('milliseconds', now() - make_interval(secs => $SIZE - g)),
-           date_trunc('milliseconds', now() - make_interval(secs => ($SIZE - g) / 2))
-    FROM v, generate_series(1, $SIZE) AS g" >/dev/null
-  psql -d "$DB" -c "VACUUM ANALYZE" >/dev/null
-  if [[ " $BACKENDS " == *" sqlite "* ]]; then
-    rm -rf "$WORK/backup" "$WORK/sqlite"
-    mkdir -p "$WORK/sqlite"
-    DATABASE_URL=$(url "$DB") BACKUP_DIR="$WORK/backup" "$BIN" backup >"$WORK/backup.log" 2>&1 ||
-      die "task-api backup failed: $(tail -n 1 "$WORK/backup.log")"
-    DATABASE_URL="sqlite://$WORK/sqlite/tasks.db" BACKUP_DIR="$WORK/backup" "$BIN" restore --latest >"$WORK/restore.log" 2>&1 ||
-      die "task-api restore into SQLite failed: $(tail -n 1 "$WORK/restore.log")"
-  fi
+  seed_tasks "$DB" "$SIZE"
+  if [[ " $BACKENDS " == *" sqlite "* ]]; then copy_to_sqlite "$DB"; fi
   for BACKEND in $BACKENDS; do
     echo "$BACKEND, $SIZE tasks:"
     if [ "$BACKEND" = postgres ]; then start_api "$(url "$DB")"; else start_api "sqlite://$WORK/sqlite/tasks.db"; fi
