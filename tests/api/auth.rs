@@ -461,19 +461,7 @@ async fn a_bad_token_file_or_origin_stops_the_server_with_one_line_and_exit_2() 
     ];
     for (name, args, envs, mentions) in cases {
         let out = run(dir.path(), &args, &envs).await;
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{name}: {}{}",
-            out.stdout,
-            out.stderr
-        );
-        assert_eq!(out.stderr.lines().count(), 1, "{name}: {}", out.stderr);
-        assert!(
-            out.stderr.starts_with("task-api: "),
-            "{name}: {}",
-            out.stderr
-        );
+        out.assert_one_line_failure(2, name);
         for mention in mentions {
             assert!(
                 out.stderr.contains(mention),

@@ -46,6 +46,12 @@ impl Output {
         );
     }
 
+    /// Exit `code`, with `naming` (the setting or cause at fault) on stderr.
+    pub(crate) fn assert_exit_naming(&self, code: i32, naming: &str) {
+        assert_eq!(self.status.code(), Some(code), "{}", self.stderr);
+        assert!(self.stderr.contains(naming), "{naming}: {}", self.stderr);
+    }
+
     /// How every command fails: exit `code` and one line on stderr, naming the program.
     pub(crate) fn assert_one_line_failure(&self, code: i32, what: &str) {
         assert_eq!(

@@ -329,20 +329,14 @@ async fn remote_failures_end_in_one_line_keep_the_local_copy_and_the_next_run_ca
         &[("BACKUP_DIR", "backups")],
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("--remote needs BACKUP_REMOTE"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit_naming(2, "--remote needs BACKUP_REMOTE");
     let out = run(
         dir.path(),
         &["backup"],
         &with(&env, &[("BACKUP_REMOTE", "s3://Bad_Bucket")]),
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("not a bucket name"), "{}", out.stderr);
+    out.assert_exit_naming(2, "not a bucket name");
 }
 
 #[tokio::test]

@@ -150,14 +150,8 @@ async fn a_pending_migration_on_tasks_is_preceded_by_a_backup(backend: Backend) 
     let app = old.upgrade(|_| {}).await;
     app.wait_until_ready().await;
 
-    assert!(
-        old.probe_applied().await,
-        "the pending migration did not run"
-    );
-    let written = backups_in(&old.backup_dir());
-    assert_eq!(written.len(), 1, "expected one backup: {written:?}");
-    let backup::Verification::Full(verified) = backup::verify(&written[0], None).await.unwrap()
-    else {
+    let written = migrated_after_one_backup(&old).await;
+    let backup::Verification::Full(verified) = backup::verify(&written, None).await.unwrap() else {
         panic!("a plaintext backup is checked in full");
     };
     assert_eq!(verified.trailer.rows, TASKS as u64);
@@ -168,6 +162,17 @@ async fn a_pending_migration_on_tasks_is_preceded_by_a_backup(backend: Backend) 
     let again = old.upgrade(|_| {}).await;
     again.wait_until_ready().await;
     assert_eq!(backups_in(&old.backup_dir()).len(), 1);
+}
+
+/// The pending migration ran, and exactly one backup was written before it: its path.
+async fn migrated_after_one_backup(old: &OldRelease) -> PathBuf {
+    assert!(
+        old.probe_applied().await,
+        "the pending migration did not run"
+    );
+    let mut written = backups_in(&old.backup_dir());
+    assert_eq!(written.len(), 1, "expected one backup: {written:?}");
+    written.remove(0)
 }
 
 async fn a_failed_backup_keeps_the_migration_from_running(backend: Backend) {
@@ -214,17 +219,12 @@ async fn the_backup_before_migrating_is_copied_off_site(backend: Backend) {
         .upgrade(|c| c.backup_remote = Some(s3.settings("s3://task-backups/upgrades")))
         .await;
     app.wait_until_ready().await;
-    assert!(
-        old.probe_applied().await,
-        "the pending migration did not run"
-    );
-    let written = backups_in(&old.backup_dir());
-    assert_eq!(written.len(), 1, "expected one backup: {written:?}");
-    let name = written[0].file_name().unwrap();
+    let written = migrated_after_one_backup(&old).await;
+    let name = written.file_name().unwrap();
     let stored = s3.root.path().join("task-backups/upgrades").join(name);
     assert_eq!(
         std::fs::read(&stored).ok(),
-        std::fs::read(&written[0]).ok(),
+        std::fs::read(&written).ok(),
         "{} is not in the store as written",
         stored.display()
     );
@@ -271,22 +271,12 @@ async fn migrate_says_whether_it_backed_up_first() {
         &[("BACKUP_REMOTE", "s3://Not_A_Bucket")],
     )
     .await;
-    assert_eq!(bad_remote.status.code(), Some(2), "{}", bad_remote.stderr);
-    assert!(
-        bad_remote.stderr.contains("BACKUP_REMOTE"),
-        "{}",
-        bad_remote.stderr
-    );
+    bad_remote.assert_exit_naming(2, "BACKUP_REMOTE");
     let bad = crate::process::run(
         dir.path(),
         &["serve"],
         &[("DB_PASSWORD_CHECK_INTERVAL", "1ms")],
     )
     .await;
-    assert_eq!(bad.status.code(), Some(2), "{}", bad.stderr);
-    assert!(
-        bad.stderr.contains("--db-password-check-interval"),
-        "{}",
-        bad.stderr
-    );
+    bad.assert_exit_naming(2, "--db-password-check-interval");
 }

@@ -43,6 +43,26 @@ impl Page {
         Html::parse_document(&self.text)
     }
 
+    /// The text of every element matching `selector`, in document order.
+    fn texts(&self, selector: &str) -> Vec<String> {
+        let selector = Selector::parse(selector).unwrap();
+        self.doc()
+            .select(&selector)
+            .map(|e| e.text().collect())
+            .collect()
+    }
+
+    /// The `href` of the first element matching `selector`.
+    fn href(&self, selector: &str) -> String {
+        let parsed = Selector::parse(selector).unwrap();
+        self.doc()
+            .select(&parsed)
+            .next()
+            .and_then(|e| e.value().attr("href"))
+            .unwrap_or_else(|| panic!("no {selector} with an href: {}", self.text))
+            .to_owned()
+    }
+
     fn location(&self) -> &str {
         self.headers
             .get("location")
@@ -187,18 +207,12 @@ async fn the_board_renders_under_a_strict_csp_with_no_inline_script_or_style(app
     let board = browser.get("/?view=board").await;
     assert_eq!(board.status, StatusCode::OK);
     assert_strict_page(&board);
-    let columns = Selector::parse("section.column").unwrap();
-    assert_eq!(board.doc().select(&columns).count(), 3);
+    assert_eq!(board.texts("section.column").len(), 3);
     let status = browser.get("/status").await;
     assert_eq!(status.status, StatusCode::OK, "{}", status.text);
     assert_strict_page(&status);
     assert!(status.text.contains("<svg"), "{}", status.text);
-    let rows = Selector::parse("table.checks th[scope=row]").unwrap();
-    let rows: Vec<String> = status
-        .doc()
-        .select(&rows)
-        .map(|e| e.text().collect())
-        .collect();
+    let rows = status.texts("table.checks th[scope=row]");
     for row in ["user", "root_filesystem", "tmp", "memory_limit"] {
         assert!(rows.iter().any(|r| r == row), "no {row} row: {rows:?}");
     }
@@ -462,54 +476,21 @@ async fn filters_search_and_cursor_paging_work_on_the_board(app: TestApp) {
     let page = browser.get("/?q=alpha&sort=title&order=asc&limit=2").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.text.contains("3 tasks"), "{}", page.text);
-    let titles = Selector::parse("li.task a.title").unwrap();
-    let shown: Vec<String> = page
-        .doc()
-        .select(&titles)
-        .map(|e| e.text().collect())
-        .collect();
-    assert_eq!(shown, ["alpha one", "alpha three"]);
-    let next = Selector::parse("a[rel=next]").unwrap();
-    let next_url = page
-        .doc()
-        .select(&next)
-        .next()
-        .unwrap()
-        .value()
-        .attr("href")
-        .unwrap()
-        .to_owned();
+    const TITLES: &str = "li.task a.title";
+    assert_eq!(page.texts(TITLES), ["alpha one", "alpha three"]);
+    let next_url = page.href("a[rel=next]");
     assert!(next_url.contains("cursor="), "{next_url}");
     let second = browser.get(&next_url).await;
-    let shown: Vec<String> = second
-        .doc()
-        .select(&titles)
-        .map(|e| e.text().collect())
-        .collect();
-    assert_eq!(shown, ["alpha two"]);
-    assert!(second.doc().select(&next).next().is_none());
+    assert_eq!(second.texts(TITLES), ["alpha two"]);
+    assert!(second.texts("a[rel=next]").is_empty());
     // A board column shows the first page of its status and links the rest.
     let board = browser
         .get("/?view=board&sort=title&order=asc&limit=3")
         .await;
-    let more = Selector::parse(".column[data-status=pending] a[href*=cursor]").unwrap();
-    let more_url = board
-        .doc()
-        .select(&more)
-        .next()
-        .unwrap_or_else(|| panic!("no link to the rest of the column: {}", board.text))
-        .value()
-        .attr("href")
-        .unwrap()
-        .to_owned();
+    let more_url = board.href(".column[data-status=pending] a[href*=cursor]");
     assert!(more_url.contains("status=pending"), "{more_url}");
     let rest = browser.get(&more_url).await;
-    let shown: Vec<String> = rest
-        .doc()
-        .select(&titles)
-        .map(|e| e.text().collect())
-        .collect();
-    assert_eq!(shown, ["beta"]);
+    assert_eq!(rest.texts(TITLES), ["beta"]);
     let bad = browser.get("/?status=nonsense").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.text.contains("status"), "{}", bad.text);
@@ -525,17 +506,10 @@ async fn the_filter_form_as_sent_with_any_status_searches(app: TestApp) {
         .get("/?q=alpha&status=&sort=created_at&order=desc&view=list")
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    let titles = Selector::parse("li.task a.title").unwrap();
-    let shown: Vec<String> = page
-        .doc()
-        .select(&titles)
-        .map(|e| e.text().collect())
-        .collect();
-    assert_eq!(shown, ["alpha one"]);
+    assert_eq!(page.texts("li.task a.title"), ["alpha one"]);
     let board = browser.get("/?q=&status=&view=board").await;
     assert_eq!(board.status, StatusCode::OK, "{}", board.text);
-    let columns = Selector::parse(".column").unwrap();
-    assert_eq!(board.doc().select(&columns).count(), 3);
+    assert_eq!(board.texts(".column").len(), 3);
 }
 
 async fn posts_started_by_another_site_are_refused(app: TestApp) {
