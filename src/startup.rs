@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use std::pin::Pin;
@@ -12,8 +11,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backup::pre_migration::{self, PreMigrationError};
-use crate::backup::{self, Recipients};
+use crate::backup;
+use crate::backup::pre_migration::{self, Destination, PreMigrationError};
 use crate::config::{Config, DatabaseConfig};
 use crate::http::{self, AppState};
 use crate::serve;
@@ -112,7 +111,7 @@ impl Application {
         run_in_background(Box::pin(prepare_schema(
             state.clone(),
             config.migrate_on_start,
-            config.backup_before_migrate.then(|| PreMigrationBackup {
+            config.backup_before_migrate.then(|| Destination {
                 dir: config.backup_dir.clone(),
                 encrypt_to: config.backup_encrypt_to.clone(),
                 remote: remote.clone(),
@@ -214,19 +213,11 @@ async fn drain_on(
     stop_serving.cancel();
 }
 
-/// Where the backup before migrating goes: a directory, the keys to encrypt to, and the store
-/// it is then copied to.
-struct PreMigrationBackup {
-    dir: PathBuf,
-    encrypt_to: Option<Recipients>,
-    remote: Option<backup::remote::Remote>,
-}
-
 /// Brings the schema up to date (or, with migrations disabled, waits until someone does),
-/// retrying with backoff while the database is unreachable. With `backup_to` (a directory and
-/// the keys to encrypt to, if any), pending migrations meet a database holding tasks only after
-/// a backup into it succeeded; until then the service stays not ready.
-async fn prepare_schema(state: AppState, migrate: bool, backup_to: Option<PreMigrationBackup>) {
+/// retrying with backoff while the database is unreachable. With `backup_to`, pending
+/// migrations meet a database holding tasks only after a backup there succeeded (and was copied
+/// off site, or its upload failed and was logged); until then the service stays not ready.
+async fn prepare_schema(state: AppState, migrate: bool, backup_to: Option<Destination>) {
     let db = state.db();
     let mut delay = Duration::from_millis(100);
     let mut backed_up = false;
@@ -234,13 +225,7 @@ async fn prepare_schema(state: AppState, migrate: bool, backup_to: Option<PreMig
         let attempt = async {
             if migrate {
                 if let (Some(to), false) = (&backup_to, backed_up) {
-                    backed_up =
-                        pre_migration::backup_if_needed(db, &to.dir, to.encrypt_to.as_ref())
-                            .await?
-                            .is_some();
-                    if let (true, Some(remote)) = (backed_up, &to.remote) {
-                        pre_migration::upload_off_site(remote, &to.dir).await;
-                    }
+                    backed_up = pre_migration::backup_if_needed(db, to).await?.is_some();
                 }
                 db.migrate().await?;
             }

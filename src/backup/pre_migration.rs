@@ -43,10 +43,40 @@ impl PreMigrationError {
     }
 }
 
-/// Writes a backup into `dir` (encrypted to `encrypt_to` if given) when migrations are
-/// pending and the database holds tasks; `None` when there is nothing to protect (a new
-/// database) or nothing to apply.
+/// Where the backup before migrating goes: a directory, the keys to encrypt to, and the store
+/// it is then copied to.
+pub(crate) struct Destination {
+    pub(crate) dir: PathBuf,
+    pub(crate) encrypt_to: Option<Recipients>,
+    pub(crate) remote: Option<Remote>,
+}
+
+/// A backup written before migrating, and what went off site after it.
+pub(crate) struct PreMigrationBackup {
+    pub(crate) outcome: BackupOutcome,
+    /// This backup and any older one the store lacked; empty without a store or when the
+    /// upload failed (logged, see [`upload_off_site`]).
+    pub(crate) uploaded: Vec<Uploaded>,
+}
+
+/// When migrations are pending and the database holds tasks: a backup into `to.dir`, then a
+/// copy to `to.remote` if set. `None` when there is nothing to protect (a new database) or
+/// nothing to apply.
 pub(crate) async fn backup_if_needed(
+    db: &Database,
+    to: &Destination,
+) -> Result<Option<PreMigrationBackup>, PreMigrationError> {
+    let Some(outcome) = write_backup_if_needed(db, &to.dir, to.encrypt_to.as_ref()).await? else {
+        return Ok(None);
+    };
+    let uploaded = match &to.remote {
+        Some(remote) => upload_off_site(remote, &to.dir).await,
+        None => Vec::new(),
+    };
+    Ok(Some(PreMigrationBackup { outcome, uploaded }))
+}
+
+async fn write_backup_if_needed(
     db: &Database,
     dir: &Path,
     encrypt_to: Option<&Recipients>,
@@ -75,7 +105,7 @@ pub(crate) async fn backup_if_needed(
 /// Copies the backup just written (and any other the store lacks) off site. A failure does not
 /// hold the migration back: the local copy is what undoes a bad migration, the off-site one is
 /// for losing the host, and the next backup run uploads whatever is missing.
-pub(crate) async fn upload_off_site(remote: &Remote, dir: &Path) -> Vec<Uploaded> {
+async fn upload_off_site(remote: &Remote, dir: &Path) -> Vec<Uploaded> {
     match offsite::upload_missing(remote, dir).await {
         Ok(uploaded) => {
             for upload in &uploaded {

@@ -12,8 +12,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
-use crate::backup::Recipients;
-use crate::backup::pre_migration::{self, PreMigrationError};
+use crate::backup::pre_migration::{self, Destination, PreMigrationError};
 use crate::backup::remote::Remote;
 use crate::config::{
     ApiTokenArgs, BackupDirArgs, Config, ConfigError, DatabaseArgs, DatabaseSettings,
@@ -351,7 +350,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                 .transpose()
                 .map_err(|e| CliError::failed(&e))?;
             telemetry::init(cli.log_format);
-            let backup_to = (!pre_migration.no_backup_before_migrate).then_some(BackupTo {
+            let backup_to = (!pre_migration.no_backup_before_migrate).then_some(Destination {
                 dir: dir.backup_dir,
                 encrypt_to,
                 remote,
@@ -424,30 +423,17 @@ async fn serve(config: Config) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(&e))
 }
 
-/// Where `migrate` writes its backup before migrating, and where it copies it.
-struct BackupTo {
-    dir: PathBuf,
-    encrypt_to: Option<Recipients>,
-    remote: Option<Remote>,
-}
-
-/// `task-api migrate`: with `backup_to` (a directory, and the keys to encrypt to if any), a
-/// database holding tasks gets a backup there before any pending migration runs, and no
-/// migration runs if that backup fails.
-async fn migrate(settings: DatabaseSettings, backup_to: Option<BackupTo>) -> Result<(), CliError> {
+/// `task-api migrate`: with `backup_to`, a database holding tasks gets a backup there (copied
+/// off site when a store is set) before any pending migration runs, and no migration runs if
+/// that backup fails.
+async fn migrate(
+    settings: DatabaseSettings,
+    backup_to: Option<Destination>,
+) -> Result<(), CliError> {
     let db = Database::connect_lazy(&settings).map_err(|e| CliError::failed(&e))?;
     let outcome = async {
         let backup = match &backup_to {
-            Some(to) => {
-                let backup =
-                    pre_migration::backup_if_needed(&db, &to.dir, to.encrypt_to.as_ref()).await?;
-                if let (Some(_), Some(remote)) = (&backup, &to.remote) {
-                    for upload in pre_migration::upload_off_site(remote, &to.dir).await {
-                        println!("uploaded to {}: {}", remote.url(), upload.name);
-                    }
-                }
-                backup
-            }
+            Some(to) => pre_migration::backup_if_needed(&db, to).await?,
             None => None,
         };
         db.migrate().await?;
@@ -460,11 +446,18 @@ async fn migrate(settings: DatabaseSettings, backup_to: Option<BackupTo>) -> Res
     db.close().await;
     let (backup, status, built) = outcome.map_err(|e| CliError::failed(&e))?;
     match backup {
-        Some(b) => println!(
-            "backup before migrating: {} ({} tasks)",
-            b.path.display(),
-            b.rows
-        ),
+        Some(b) => {
+            println!(
+                "backup before migrating: {} ({} tasks)",
+                b.outcome.path.display(),
+                b.outcome.rows
+            );
+            if let Some(remote) = backup_to.as_ref().and_then(|to| to.remote.as_ref()) {
+                for upload in &b.uploaded {
+                    println!("uploaded to {}: {}", remote.url(), upload.name);
+                }
+            }
+        }
         None if backup_to.is_some() => {
             println!("backup before migrating: not needed (nothing pending, or no tasks yet)");
         }

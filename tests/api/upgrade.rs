@@ -1,7 +1,8 @@
 //! Upgrades never run a migration on tasks that are not backed up: a database of the current
 //! release holding tasks meets a "next release" (this binary's migrations plus one more), and
 //! the server writes a backup before migrating, refuses to migrate (not ready) when it cannot,
-//! and skips the backup only when told to.
+//! and skips the backup only when told to. `task-api migrate` does the same on the previous
+//! release's schema, and both copy the backup off site when BACKUP_REMOTE is set.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -279,4 +280,90 @@ async fn migrate_says_whether_it_backed_up_first() {
     )
     .await;
     bad.assert_exit_naming(2, "--db-password-check-interval");
+}
+
+/// `task-api migrate` on the previous release's schema (every shipped SQLite migration but the
+/// newest) holding tasks: the backup before migrating is written, copied to BACKUP_REMOTE byte
+/// for byte, and said so; then the newest migration runs.
+#[tokio::test]
+async fn migrate_backs_up_the_previous_release_and_copies_it_off_site() {
+    let s3 = S3Server::start(&["task-backups"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let previous = dir.path().join("previous-release-migrations");
+    std::fs::create_dir_all(&previous).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&shipped)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let newest = files.pop().unwrap();
+    for file in &files {
+        std::fs::copy(file, previous.join(file.file_name().unwrap())).unwrap();
+    }
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("tasks.db").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    Migrator::new(previous.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for title in ["one", "two", "three"] {
+        sqlx::query(
+            "INSERT INTO tasks (title, description, status, created_at, updated_at) \
+             VALUES (?1, '', 'pending', 1764720000000, 1764720000000)",
+        )
+        .bind(title)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let mut envs = s3.env("s3://task-backups/upgrades");
+    envs.push(("DATABASE_URL".into(), url));
+    envs.push(("BACKUP_DIR".into(), "backups".into()));
+    let borrowed: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = crate::process::run(dir.path(), &["migrate"], &borrowed).await;
+    out.assert_success("migrate");
+    assert!(
+        out.stdout.contains("backup before migrating: backups/")
+            && out.stdout.contains("(3 tasks)"),
+        "{}",
+        out.stdout
+    );
+    let written = backups_in(&dir.path().join("backups"));
+    assert_eq!(written.len(), 1, "{written:?}");
+    let name = written[0].file_name().unwrap();
+    assert!(
+        out.stdout.contains(&format!(
+            "uploaded to s3://task-backups/upgrades: {}",
+            name.to_string_lossy()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(s3.root.path().join("task-backups/upgrades").join(name)).ok(),
+        std::fs::read(&written[0]).ok(),
+        "the backup is not in the store as written"
+    );
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("tasks.db").display()
+    ))
+    .await
+    .unwrap();
+    let newest_version: i64 = newest.file_name().unwrap().to_string_lossy()[..14]
+        .parse()
+        .unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, newest_version, "the newest migration did not run");
 }
