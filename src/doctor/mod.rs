@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 pub(crate) use backups::BackupSettings;
-pub(crate) use report::{Finding, Report, Requirement, RowId};
+pub(crate) use report::{Finding, Report, Requirement, RowId, Status};
 
 use crate::config::{DatabaseSettings, RemoteSettings};
 
@@ -62,10 +62,14 @@ pub(crate) async fn run(settings: &DoctorSettings) -> Report {
     Report::new(findings, &settings.requirement)
 }
 
-/// The rows about the machine this process runs on (user, filesystems, limits, privileges):
-/// they need no settings, so a running server can show them as they are now.
-pub(crate) fn system_findings() -> Vec<(RowId, Finding)> {
-    system::probe(&system::Sources::default())
+/// The rows about the machine this process runs on (user, filesystems, limits, privileges),
+/// judged as `task-api doctor` judges them: they need no settings, so a running server can
+/// show them as they are now.
+pub(crate) fn system_report() -> Report {
+    Report::new(
+        system::probe(&system::Sources::default()),
+        &Requirement::All,
+    )
 }
 
 /// What `serve` would make of `API_TOKENS_FILE`: how many tokens it holds, or why it would

@@ -18,6 +18,7 @@ use super::chart;
 use super::layout::{Frame, Section, page, respond};
 use super::session::{Visitor, unauthorized};
 use crate::backup::{self, BackupFile, Verification};
+use crate::doctor::Status;
 use crate::metrics::RECENT_SLOT;
 
 /// A reading must not hold the page up for long when the database does not answer.
@@ -143,7 +144,7 @@ pub(super) async fn status(State(web): State<Web>, visitor: Visitor) -> Response
 
 /// The machine rows of `task-api doctor`, checked now in this process.
 fn self_check() -> Markup {
-    let findings = crate::doctor::system_findings();
+    let report = crate::doctor::system_report();
     html! {
         section.card aria-labelledby="doctor" {
             h2 id="doctor" { "Self-check of this machine" }
@@ -153,15 +154,16 @@ fn self_check() -> Markup {
                 table.checks {
                     thead { tr { th scope="col" { "Check" } th scope="col" { "Result" } th scope="col" { "Observed" } th scope="col" { "Why" } } }
                     tbody {
-                        @for (row, finding) in &findings {
-                            @let warning = !finding.passed && (finding.advisory || row.is_advisory());
+                        @for row in &report.rows {
                             tr {
-                                th scope="row" { (row.as_str()) }
-                                @if finding.passed { td.ok { "pass" } }
-                                @else if warning { td.warn { "warning" } }
-                                @else { td.bad { "fail" } }
-                                td { (finding.observed) }
-                                td { (finding.reason) }
+                                th scope="row" { (row.id.as_str()) }
+                                @match row.status {
+                                    Status::Pass => td.ok { "pass" },
+                                    Status::Warn => td.warn { "warning" },
+                                    Status::Fail => td.bad { "fail" },
+                                }
+                                td { (row.observed) }
+                                td { (row.reason) }
                             }
                         }
                     }
